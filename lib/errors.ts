@@ -1,0 +1,62 @@
+/**
+ * The library's error classes. Each carries a stable `code`, the HTTP `status` the server
+ * answers with when the error ends a request, and the original error as `cause`.
+ * Programmer errors (a bad option, a value JSON cannot hold) are plain `TypeError`s instead.
+ */
+
+/** Base class of the errors bare-session throws at run time. */
+export class SessionError extends Error {
+  /** A stable, machine-readable code such as `'ESTORAGE'`. */
+  readonly code: string;
+  /** The HTTP status the server answers with when this error ends a request. */
+  readonly status: number;
+
+  constructor(message: string, code = 'ESESSION', status = 500, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SessionError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/**
+ * An error that maps to an HTTP answer, with a message safe to send to the client.
+ * Throw one from a handler to answer with its status, for example `new HttpError(403)`.
+ */
+export class HttpError extends SessionError {
+  /** Whether `message` may be sent to the client as the body (true for 4xx). */
+  readonly expose: boolean;
+
+  constructor(status: number, message?: string, options?: { cause?: unknown; code?: string }) {
+    if (!Number.isInteger(status) || status < 400 || status > 599) {
+      throw new TypeError(`option status is invalid: ${String(status)} (expected 400 to 599)`);
+    }
+    super(message ?? STATUS_TEXT[status] ?? 'Error', options?.code ?? `EHTTP${status}`, status, options);
+    this.name = 'HttpError';
+    this.expose = status < 500;
+  }
+}
+
+/**
+ * A storage could not read or write a session (a full disk, an I/O error, a failing backend).
+ * The request that needed it fails with 503 and the previous data is kept.
+ */
+export class StorageError extends SessionError {
+  constructor(message: string, options?: { cause?: unknown; code?: string }) {
+    super(message, options?.code ?? 'ESTORAGE', 503, options);
+    this.name = 'StorageError';
+  }
+}
+
+/** Reason phrases for the statuses the library answers with itself. */
+export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+});
