@@ -34,10 +34,11 @@ export function parseDuration(value: unknown, option: string, allowZero = false)
     const m = DURATION_RE.exec(value);
     if (m !== null) ms = Number(m[1]) * (UNIT_MS[m[2] as string] as number);
   }
+  if (ms !== undefined) ms = Math.round(ms);
   if (ms === undefined || !Number.isFinite(ms) || ms < 0 || (ms === 0 && !allowZero) || ms > 8.64e15) {
     throw new TypeError(`option ${option} is invalid: ${describe(value)} (expected milliseconds or a string like '90s', '1m', '24h'${allowZero ? '' : ', above zero'})`);
   }
-  return Math.round(ms);
+  return ms;
 }
 
 /** A short, safe rendering of a value for an error message. */

@@ -1,0 +1,25 @@
+/**
+ * The seed program with memory storage: sessions are lost on restart.
+ * Run: npx tsx examples/memory.ts   (PORT from the environment, else 8199)
+ * In your own project, import from 'bare-session' instead of '../lib/index.js'.
+ */
+import { MemoryStorage, Server } from '../lib/index.js';
+
+const s = new Server();
+s.setSessionMaxAge('1m');
+s.setSessionStorage(new MemoryStorage());
+s.group('/', (group) => {
+  group.all('/set', (r) => {
+    r.session.set('time', Math.floor(Date.now() / 1000));
+    r.response.write('ok');
+  });
+  group.all('/get', (r) => {
+    r.response.write(r.session.data());
+  });
+  group.all('/del', (r) => {
+    r.session.removeAll();
+    r.response.write('ok');
+  });
+});
+s.setPort(Number(process.env['PORT'] ?? 8199));
+void s.run();

@@ -1,0 +1,636 @@
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import { ExpiringCache, type EvictionReason, type ExpiringCacheOptions } from '../lib/cache.js';
+import type { Duration } from '../lib/duration.js';
+
+type Call = [value: number, key: string, reason: EvictionReason];
+
+/**
+ * A cache on a clock the test moves by hand, recording every `onExpire` call; closed after the
+ * test. The default ttl is 1000 ms and the default sweepInterval 1000 ms.
+ */
+function setup(t: TestContext, options: Partial<ExpiringCacheOptions<string, number>> = {}) {
+  const clock = { now: 0 };
+  const calls: Call[] = [];
+  const cache = new ExpiringCache<string, number>({
+    ttl: 1000,
+    now: () => clock.now,
+    onExpire: (value, key, reason) => {
+      calls.push([value, key, reason]);
+    },
+    ...options,
+  });
+  t.after(() => cache.close());
+  return { clock, calls, cache };
+}
+
+/**
+ * Moves the test's clock and the mocked timers together.
+ *
+ * Node 20's MockTimers runs a timer again when its callback schedules an immediate due at the
+ * very instant it fires (the new one takes the head of its queue, so the old one is never
+ * taken off). Tests that sweep in several chunks therefore move 1 ms past the due time.
+ */
+function advance(t: TestContext, clock: { now: number }, ms: number): void {
+  clock.now += ms;
+  t.mock.timers.tick(ms);
+}
+
+describe('ExpiringCache options', () => {
+  const invalid: [string, Record<string, unknown>][] = [
+    ['ttl', {}],
+    ['ttl', { ttl: 0 }],
+    ['ttl', { ttl: -1 }],
+    ['ttl', { ttl: 'abc' }],
+    ['ttl', { ttl: Number.NaN }],
+    ['max', { ttl: 1000, max: 0 }],
+    ['max', { ttl: 1000, max: 1.5 }],
+    ['max', { ttl: 1000, max: -3 }],
+    ['max', { ttl: 1000, max: Number.NaN }],
+    ['max', { ttl: 1000, max: '10' }],
+    ['now', { ttl: 1000, now: 5 }],
+    ['onExpire', { ttl: 1000, onExpire: 'log' }],
+    ['sweepInterval', { ttl: 1000, sweepInterval: -1 }],
+    ['sweepInterval', { ttl: 1000, sweepInterval: '1 s' }],
+  ];
+  for (const [option, options] of invalid) {
+    it(`throws a TypeError naming ${option} for ${JSON.stringify(options)}`, () => {
+      assert.throws(() => new ExpiringCache(options as unknown as ExpiringCacheOptions<string, number>), {
+        name: 'TypeError',
+        message: new RegExp(`^option ${option} is invalid: `),
+      });
+    });
+  }
+
+  it('takes durations as strings, max Infinity and a sweepInterval of 0', (t) => {
+    const { cache } = setup(t, { ttl: '2s', max: Infinity, sweepInterval: 0 });
+    cache.set('a', 1);
+    assert.equal(cache.expiresAt('a'), 2000);
+  });
+
+  it('defaults the clock to Date.now', (t) => {
+    const cache = new ExpiringCache<string, number>({ ttl: '1h' });
+    t.after(() => cache.close());
+    const before = Date.now();
+    cache.set('a', 1);
+    const at = cache.expiresAt('a');
+    assert.ok(at !== undefined && at >= before + 3_600_000 && at <= Date.now() + 3_600_000);
+  });
+
+  const badTtls: unknown[] = [0, -5, Number.POSITIVE_INFINITY, '5x', '', null, 9e15];
+  for (const ttl of badTtls) {
+    it(`rejects a per-call ttl of ${String(ttl)} from set and touch, storing nothing`, (t) => {
+      const { cache } = setup(t);
+      cache.set('kept', 1);
+      const bad = ttl as Duration;
+      assert.throws(() => cache.set('a', 1, bad), { name: 'TypeError', message: /^option ttl is invalid: / });
+      assert.equal(cache.has('a'), false);
+      assert.throws(() => cache.touch('kept', bad), { name: 'TypeError', message: /^option ttl is invalid: / });
+      assert.throws(() => cache.touch('missing', bad), { name: 'TypeError' });
+      assert.equal(cache.expiresAt('kept'), 1000);
+    });
+  }
+
+  it('parses per-call ttls given as strings or fractions', (t) => {
+    const { cache } = setup(t);
+    cache.set('s', 1, '1m').set('f', 2, 2.5);
+    assert.equal(cache.expiresAt('s'), 60_000);
+    assert.equal(cache.expiresAt('f'), 3);
+  });
+});
+
+describe('ExpiringCache expiry', () => {
+  it('expires an entry after its ttl: live until just before, gone at exactly the ttl', (t) => {
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1);
+    clock.now = 999;
+    assert.equal(cache.get('a'), 1);
+    assert.equal(cache.has('a'), true);
+    clock.now = 1000;
+    assert.equal(cache.get('a'), undefined);
+    assert.equal(cache.size, 0);
+    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+  });
+
+  const lookups: [string, (cache: ExpiringCache<string, number>) => unknown, unknown][] = [
+    ['get', (c) => c.get('a'), undefined],
+    ['peek', (c) => c.peek('a'), undefined],
+    ['has', (c) => c.has('a'), false],
+    ['expiresAt', (c) => c.expiresAt('a'), undefined],
+    ['touch', (c) => c.touch('a'), false],
+    ['delete', (c) => c.delete('a'), false],
+  ];
+  for (const [name, lookup, missing] of lookups) {
+    it(`${name} treats an entry at its expiry as missing and removes it as 'expire'`, (t) => {
+      const { clock, calls, cache } = setup(t);
+      cache.set('a', 1);
+      clock.now = 1000;
+      assert.equal(cache.size, 1);
+      assert.equal(lookup(cache), missing);
+      assert.equal(cache.size, 0);
+      assert.deepEqual(calls, [[1, 'a', 'expire']]);
+      assert.equal(lookup(cache), missing);
+      assert.equal(calls.length, 1);
+    });
+  }
+
+  it('gives each entry its own ttl when set is passed one', (t) => {
+    const { clock, cache } = setup(t);
+    cache.set('short', 1, 100).set('long', 2, '2s').set('default', 3);
+    clock.now = 100;
+    assert.equal(cache.get('short'), undefined);
+    clock.now = 1999;
+    assert.equal(cache.get('default'), undefined);
+    assert.equal(cache.get('long'), 2);
+    clock.now = 2000;
+    assert.equal(cache.get('long'), undefined);
+  });
+
+  it('does not extend a life on get, peek or has', (t) => {
+    const { clock, cache } = setup(t);
+    cache.set('a', 1);
+    clock.now = 500;
+    cache.get('a');
+    cache.peek('a');
+    cache.has('a');
+    assert.equal(cache.expiresAt('a'), 1000);
+  });
+
+  it('extends a life on touch, to the default ttl or its own, from now', (t) => {
+    const { clock, cache } = setup(t);
+    cache.set('a', 1);
+    clock.now = 900;
+    assert.equal(cache.touch('a'), true);
+    assert.equal(cache.expiresAt('a'), 1900);
+    clock.now = 1500;
+    assert.equal(cache.get('a'), 1);
+    assert.equal(cache.touch('a', '100ms'), true);
+    assert.equal(cache.expiresAt('a'), 1600);
+    clock.now = 1600;
+    assert.equal(cache.get('a'), undefined);
+  });
+
+  it('returns false from touch for a key it does not hold', (t) => {
+    const { calls, cache } = setup(t);
+    assert.equal(cache.touch('missing'), false);
+    assert.equal(cache.has('missing'), false);
+    assert.deepEqual(calls, []);
+  });
+
+  it('tells when a live entry expires, on the clock it was given', (t) => {
+    const { clock, cache } = setup(t);
+    clock.now = 1_700_000_000_000;
+    cache.set('a', 1, '1d');
+    assert.equal(cache.expiresAt('a'), 1_700_000_000_000 + 86_400_000);
+    assert.equal(cache.expiresAt('missing'), undefined);
+  });
+
+  it('replaces a live value on set without calling onExpire, with a fresh ttl', (t) => {
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1);
+    clock.now = 600;
+    cache.set('a', 2);
+    assert.equal(cache.get('a'), 2);
+    assert.equal(cache.expiresAt('a'), 1600);
+    assert.equal(cache.size, 1);
+    assert.deepEqual(calls, []);
+  });
+
+  it("reports an expired value as 'expire' when set replaces it", (t) => {
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1);
+    clock.now = 1000;
+    cache.set('a', 2);
+    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+    assert.equal(cache.get('a'), 2);
+  });
+
+  it("removes a live entry on delete, reporting 'delete'", (t) => {
+    const { calls, cache } = setup(t);
+    cache.set('a', 1);
+    assert.equal(cache.delete('a'), true);
+    assert.equal(cache.delete('a'), false);
+    assert.equal(cache.has('a'), false);
+    assert.deepEqual(calls, [[1, 'a', 'delete']]);
+  });
+
+  it('lets onExpire throw to the caller, with the cache already consistent', (t) => {
+    const { clock, cache } = setup(t, {
+      onExpire: () => {
+        throw new Error('boom');
+      },
+    });
+    cache.set('a', 1).set('b', 2);
+    assert.throws(() => cache.delete('a'), /boom/);
+    clock.now = 1000;
+    assert.throws(() => cache.get('b'), /boom/);
+    assert.equal(cache.size, 0);
+    assert.equal(cache.has('b'), false);
+  });
+
+  it('works without onExpire', (t) => {
+    const clock = { now: 0 };
+    const cache = new ExpiringCache<string, number>({ ttl: 1000, max: 1, now: () => clock.now });
+    t.after(() => cache.close());
+    cache.set('a', 1).set('b', 2);
+    assert.equal(cache.has('a'), false);
+    assert.equal(cache.delete('b'), true);
+    cache.set('c', 3);
+    clock.now = 1000;
+    assert.equal(cache.purgeStale(), 1);
+  });
+});
+
+describe('ExpiringCache max', () => {
+  it("evicts the least recently used entry as 'evict', a get making an entry recent", (t) => {
+    const { calls, cache } = setup(t, { max: 3 });
+    cache.set('a', 1).set('b', 2).set('c', 3);
+    assert.equal(cache.get('a'), 1);
+    cache.set('d', 4);
+    assert.deepEqual(calls, [[2, 'b', 'evict']]);
+    assert.deepEqual([...cache.keys()], ['c', 'a', 'd']);
+    cache.set('e', 5);
+    assert.deepEqual(calls.at(-1), [3, 'c', 'evict']);
+    assert.equal(cache.size, 3);
+  });
+
+  it('does not make an entry recent on peek, has or expiresAt', (t) => {
+    const { calls, cache } = setup(t, { max: 2 });
+    cache.set('a', 1).set('b', 2);
+    cache.peek('a');
+    cache.has('a');
+    cache.expiresAt('a');
+    cache.set('c', 3);
+    assert.deepEqual(calls, [[1, 'a', 'evict']]);
+  });
+
+  it('makes an entry recent on set and touch, which never evict by themselves', (t) => {
+    const { calls, cache } = setup(t, { max: 3 });
+    cache.set('a', 1).set('b', 2).set('c', 3);
+    cache.set('a', 10);
+    cache.touch('b');
+    assert.deepEqual(calls, []);
+    cache.set('d', 4);
+    assert.deepEqual(calls, [[3, 'c', 'evict']]);
+    assert.deepEqual([...cache.keys()], ['a', 'b', 'd']);
+  });
+
+  it("reports an expired least recently used entry as 'expire' when it is pushed out", (t) => {
+    const { clock, calls, cache } = setup(t, { max: 2 });
+    cache.set('a', 1, 100).set('b', 2);
+    clock.now = 100;
+    cache.set('c', 3);
+    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+  });
+
+  it('evicts in order of use over many entries and keeps a hot key', (t) => {
+    const { calls, cache } = setup(t, { max: 1000, ttl: '1h' });
+    cache.set('hot', -1);
+    for (let i = 0; i < 5000; i++) {
+      cache.set(`k${i}`, i);
+      assert.equal(cache.get('hot'), -1);
+    }
+    assert.equal(cache.size, 1000);
+    assert.deepEqual(
+      calls.map(([, key]) => key),
+      Array.from({ length: 4001 }, (_, i) => `k${i}`),
+    );
+    assert.ok(calls.every(([, , reason]) => reason === 'evict'));
+  });
+
+  it('stays fast when two keys take turns, which moving on every hit would not', (t) => {
+    const { cache } = setup(t, { max: 50_000, ttl: '1h' });
+    for (let i = 0; i < 50_000; i++) cache.set(`k${i}`, i);
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < 200_000; i++) cache.get(i % 2 === 0 ? 'k1' : 'k2');
+    // Moved on every hit, this takes seconds (each lookup walks a growing hash chain).
+    assert.ok(process.hrtime.bigint() - started < 1_000_000_000n);
+  });
+
+  it('keeps the order keys were first set when there is no max', (t) => {
+    const { cache } = setup(t);
+    cache.set('a', 1).set('b', 2);
+    cache.get('a');
+    cache.touch('a');
+    cache.set('a', 3);
+    assert.deepEqual([...cache.keys()], ['a', 'b']);
+  });
+});
+
+describe('ExpiringCache size, purgeStale and iteration', () => {
+  it('counts expired entries in size until something removes them', (t) => {
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1, 100).set('b', 2, 200).set('c', 3);
+    clock.now = 200;
+    assert.equal(cache.size, 3);
+    assert.equal(cache.purgeStale(), 2);
+    assert.equal(cache.size, 1);
+    assert.deepEqual(calls, [
+      [1, 'a', 'expire'],
+      [2, 'b', 'expire'],
+    ]);
+    assert.equal(cache.purgeStale(), 0);
+  });
+
+  it('lists live entries only, from least to most recently used', (t) => {
+    const { clock, cache } = setup(t, { max: 10 });
+    cache.set('a', 1).set('b', 2, 100).set('c', 3);
+    cache.get('a');
+    clock.now = 100;
+    assert.deepEqual([...cache.keys()], ['c', 'a']);
+    assert.deepEqual([...cache.values()], [3, 1]);
+    assert.deepEqual([...cache.entries()], [
+      ['c', 3],
+      ['a', 1],
+    ]);
+    assert.deepEqual([...cache], [...cache.entries()]);
+    assert.equal(cache.size, 3, 'iterating removes nothing');
+  });
+
+  it('iterates a snapshot, so the loop may use the cache', (t) => {
+    const { cache } = setup(t, { max: 10 });
+    cache.set('a', 1).set('b', 2).set('c', 3);
+    const seen: string[] = [];
+    for (const key of cache.keys()) {
+      seen.push(key);
+      cache.get(key);
+      cache.set(`${key}2`, 0);
+    }
+    assert.deepEqual(seen, ['a', 'b', 'c']);
+  });
+});
+
+describe('ExpiringCache clear and close', () => {
+  it('clear removes everything without calling onExpire, and the cache goes on', (t) => {
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1).set('b', 2);
+    cache.clear();
+    assert.equal(cache.size, 0);
+    assert.equal(cache.get('a'), undefined);
+    cache.set('c', 3);
+    clock.now = 1000;
+    assert.equal(cache.get('c'), undefined);
+    assert.deepEqual(calls, [[3, 'c', 'expire']]);
+  });
+
+  it('keeps no handle alive: no timer while empty, the timer unref()ed, close() clearing it', (t) => {
+    const setTimeoutSpy = t.mock.method(globalThis, 'setTimeout');
+    const clearTimeoutSpy = t.mock.method(globalThis, 'clearTimeout');
+    const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timeouts();
+    const cache = new ExpiringCache<string, number>({ ttl: '1m' });
+    t.after(() => cache.close());
+    assert.equal(setTimeoutSpy.mock.callCount(), 0);
+
+    cache.set('a', 1).set('b', 2);
+    assert.equal(setTimeoutSpy.mock.callCount(), 1, 'one timer for both');
+    const handle = setTimeoutSpy.mock.calls[0]?.result as NodeJS.Timeout;
+    assert.equal(handle.hasRef(), false);
+    assert.equal(timeouts(), before);
+
+    cache.delete('a');
+    assert.equal(clearTimeoutSpy.mock.callCount(), 0);
+    cache.delete('b');
+    assert.deepEqual(clearTimeoutSpy.mock.calls.map((c) => c.arguments[0]), [handle], 'empty: cleared');
+
+    cache.set('c', 3);
+    const second = setTimeoutSpy.mock.calls[1]?.result;
+    cache.close();
+    assert.equal(clearTimeoutSpy.mock.calls[1]?.arguments[0], second);
+    assert.equal(cache.size, 0);
+    cache.close();
+    cache.set('d', 4);
+    assert.equal(setTimeoutSpy.mock.callCount(), 2, 'none after close');
+    assert.equal(cache.get('d'), 4);
+  });
+
+  it('close calls no onExpire, ever after sweeps nothing, and still expires lazily', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1);
+    cache.close();
+    assert.deepEqual(calls, []);
+    cache.set('b', 2);
+    advance(t, clock, 60_000);
+    t.mock.timers.runAll();
+    assert.deepEqual(calls, []);
+    assert.equal(cache.size, 1);
+    assert.equal(cache.get('b'), undefined);
+    assert.deepEqual(calls, [[2, 'b', 'expire']]);
+  });
+});
+
+describe('ExpiringCache background sweep', () => {
+  it("calls onExpire('expire') from the timer, without any read", (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1).set('b', 2, 3000);
+    advance(t, clock, 999);
+    assert.deepEqual(calls, []);
+    advance(t, clock, 1);
+    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+    assert.equal(cache.size, 1);
+    advance(t, clock, 2000);
+    assert.deepEqual(calls.at(-1), [2, 'b', 'expire']);
+    assert.equal(cache.size, 0);
+  });
+
+  it('sweeps no sooner than sweepInterval after scheduling', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const { clock, calls, cache } = setup(t, { ttl: 10, sweepInterval: '1s' });
+    cache.set('a', 1);
+    cache.set('b', 2, 5);
+    advance(t, clock, 999);
+    assert.deepEqual(calls, []);
+    advance(t, clock, 1);
+    assert.deepEqual(calls, [
+      [1, 'a', 'expire'],
+      [2, 'b', 'expire'],
+    ]);
+  });
+
+  it('re-checks the clock when the timer fires, and schedules again when it is early', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const { clock, calls, cache } = setup(t);
+    cache.set('a', 1);
+    t.mock.timers.tick(1000); // the timer fires; the clock says 0
+    assert.equal(cache.size, 1);
+    assert.deepEqual(calls, []);
+    advance(t, clock, 1000);
+    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+  });
+
+  it('moves the one timer earlier for a sooner expiry, never later', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const clearTimeoutSpy = t.mock.method(globalThis, 'clearTimeout');
+    const { clock, calls, cache } = setup(t, { ttl: '1m' });
+    cache.set('late', 1);
+    cache.set('soon', 2, '2s');
+    assert.equal(clearTimeoutSpy.mock.callCount(), 1, 'replaced');
+    cache.set('later', 3, '2m');
+    cache.touch('soon', '3s');
+    assert.equal(clearTimeoutSpy.mock.callCount(), 1, 'kept');
+    advance(t, clock, 2000);
+    assert.deepEqual(calls, []);
+    advance(t, clock, 1000); // the timer was still for 2s: the sweep found nothing
+    assert.deepEqual(calls, [[2, 'soon', 'expire']]);
+    advance(t, clock, 57_000);
+    assert.deepEqual(calls.at(-1), [1, 'late', 'expire']);
+    advance(t, clock, 60_000);
+    assert.deepEqual(calls.at(-1), [3, 'later', 'expire']);
+  });
+
+  it('moves the timer earlier when touch shortens a life', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const { clock, calls, cache } = setup(t, { ttl: '1m' });
+    cache.set('a', 1);
+    cache.touch('a', '2s');
+    advance(t, clock, 2000);
+    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+  });
+
+  it('keeps the timer when a sooner expiry still falls before the next allowed sweep', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const clearTimeoutSpy = t.mock.method(globalThis, 'clearTimeout');
+    const { clock, calls, cache } = setup(t, { ttl: 500 });
+    cache.set('a', 1);
+    cache.set('b', 2, 300);
+    assert.equal(clearTimeoutSpy.mock.callCount(), 0);
+    advance(t, clock, 1000);
+    assert.equal(calls.length, 2);
+  });
+
+  it('never asks setTimeout for more than it can wait', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const setTimeoutSpy = t.mock.method(globalThis, 'setTimeout');
+    const { clock, calls, cache } = setup(t, { ttl: '30d' });
+    cache.set('a', 1);
+    assert.equal(setTimeoutSpy.mock.calls[0]?.arguments[1], 2_147_483_647);
+    advance(t, clock, 2_147_483_647);
+    assert.deepEqual(calls, []);
+    advance(t, clock, 30 * 86_400_000 - 2_147_483_647);
+    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+  });
+
+  it('sweeps a large cache in chunks of 10 000 with setImmediate between them', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const immediate = t.mock.method(globalThis, 'setImmediate');
+    const perChunk: number[] = [];
+    const { clock, cache } = setup(t, {
+      onExpire: () => {
+        const chunk = immediate.mock.callCount();
+        perChunk[chunk] = (perChunk[chunk] ?? 0) + 1;
+      },
+    });
+    for (let i = 0; i < 50_000; i++) cache.set(`k${i}`, i);
+    cache.set('live', -1, 5000);
+    advance(t, clock, 1001);
+    assert.deepEqual(perChunk, [10_000, 10_000, 10_000, 10_000, 10_000]);
+    assert.equal(immediate.mock.callCount(), 5);
+    assert.equal(cache.size, 1);
+    advance(t, clock, 3999);
+    assert.equal(cache.size, 0, 'the next timer came at the soonest expiry left');
+  });
+
+  it('sweeps on real timers too, its immediates unref()ed, and close() stops it midway', async (t) => {
+    // The one test on real timers: the timer is due 1 ms after the set. The cache's own
+    // handles being unref()ed, something else has to keep the process up meanwhile.
+    const keepAlive = setInterval(() => {}, 60_000);
+    t.after(() => clearInterval(keepAlive));
+    const immediate = t.mock.method(globalThis, 'setImmediate');
+    const clock = { now: 0 };
+    let calls = 0;
+    let firstCall: () => void = () => {};
+    const first = new Promise<void>((resolve) => (firstCall = resolve));
+    const cache = new ExpiringCache<number, number>({
+      ttl: 1,
+      sweepInterval: 0,
+      now: () => clock.now,
+      onExpire: () => {
+        if (++calls === 1) firstCall();
+      },
+    });
+    t.after(() => cache.close());
+    for (let i = 0; i < 10_005; i++) cache.set(i, i);
+    clock.now = 1;
+    await first;
+    assert.equal(cache.size, 5, 'one chunk swept, five entries to go');
+    assert.equal(immediate.mock.callCount(), 1);
+    const handle = immediate.mock.calls[0]?.result as NodeJS.Immediate;
+    assert.equal(handle.hasRef(), false);
+    assert.ok(!process.getActiveResourcesInfo().includes('Immediate'));
+    cache.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(calls, 10_000);
+    assert.equal(cache.size, 0);
+  });
+
+  it('picks up entries set from onExpire during a sweep, with no second timer', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const setTimeoutSpy = t.mock.method(globalThis, 'setTimeout');
+    const clock = { now: 0 };
+    const keys: string[] = [];
+    const cache: ExpiringCache<string, number> = new ExpiringCache<string, number>({
+      ttl: 1000,
+      now: () => clock.now,
+      onExpire: (value, key) => {
+        keys.push(key);
+        if (value < 3) cache.set(`${key}+`, value + 1, 2000 - value);
+      },
+    });
+    t.after(() => cache.close());
+    cache.set('a', 1).set('b', 5, 5000);
+    advance(t, clock, 1000);
+    assert.deepEqual(keys, ['a']);
+    assert.equal(setTimeoutSpy.mock.callCount(), 2);
+    advance(t, clock, 1998);
+    assert.deepEqual(keys, ['a'], 'a+ lives until 2999');
+    advance(t, clock, 1);
+    assert.deepEqual(keys, ['a', 'a+']);
+    advance(t, clock, 3000);
+    assert.deepEqual(keys, ['a', 'a+', 'b', 'a++']);
+  });
+
+  it('stops a sweep under way when onExpire clears the cache', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const immediate = t.mock.method(globalThis, 'setImmediate');
+    const clock = { now: 0 };
+    let calls = 0;
+    const cache: ExpiringCache<string, number> = new ExpiringCache<string, number>({
+      ttl: 1000,
+      now: () => clock.now,
+      onExpire: () => {
+        calls++;
+        cache.clear();
+      },
+    });
+    t.after(() => cache.close());
+    for (let i = 0; i < 20_000; i++) cache.set(`k${i}`, i);
+    advance(t, clock, 1001);
+    assert.equal(calls, 1);
+    assert.equal(cache.size, 0);
+    assert.equal(immediate.mock.callCount(), 0);
+  });
+
+  it('goes on sweeping after onExpire throws from the timer', async (t) => {
+    // Real immediates: a mocked one would be run again after its callback throws.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const clock = { now: 0 };
+    let calls = 0;
+    const swept = new ExpiringCache<string, number>({
+      ttl: 1000,
+      now: () => clock.now,
+      onExpire: () => {
+        if (++calls === 1) throw new Error('boom');
+      },
+    });
+    t.after(() => swept.close());
+    swept.set('a', 1).set('b', 2).set('c', 3);
+    clock.now = 1000;
+    assert.throws(() => t.mock.timers.tick(1000), /boom/);
+    assert.equal(swept.size, 2);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(swept.size, 0);
+    assert.equal(calls, 3);
+  });
+});
