@@ -1,0 +1,23 @@
+/**
+ * bare-session: HTTP sessions for Node on `node:http` alone, with memory + file storage.
+ * This module only re-exports.
+ */
+export { Server, RouteGroup, createServer } from './server.js';
+export type { ErrorHook, Handler, Logger, Middleware, Req, SameSite, ServerOptions } from './server.js';
+export { Request, CookieJar } from './request.js';
+export { Response } from './response.js';
+export type { WriteValue } from './response.js';
+export { Session } from './session.js';
+export { MemoryStorage } from './memory-storage.js';
+export type { MemoryStorageOptions } from './memory-storage.js';
+export { FileStorage } from './file-storage.js';
+export type { FileStorageOptions } from './file-storage.js';
+export { ExpiringCache } from './cache.js';
+export type { EvictionReason, ExpiringCacheOptions } from './cache.js';
+export { parseCookie, serializeCookie } from './cookie.js';
+export type { CookieOptions } from './cookie.js';
+export { SessionError, HttpError, StorageError } from './errors.js';
+export { generateId, isValidId } from './id.js';
+export type { Duration } from './duration.js';
+export type { JsonValue, SessionData, Storage } from './storage.js';
+export type { Method, Params } from './router.js';
