@@ -1,0 +1,74 @@
+/**
+ * JSON values: the checks and copies session data goes through. Only what JSON can hold gets
+ * in, and a copy never writes through `__proto__`.
+ */
+import type { JsonValue } from './storage.js';
+
+/** How deep a session value may nest before `set` refuses it. */
+export const MAX_DEPTH = 100;
+
+/**
+ * Checks that `value` is a JSON value and returns a copy of it that shares nothing with the
+ * caller's object. Throws a `TypeError` naming the key for a function, symbol, bigint,
+ * `undefined`, a number that is not finite, an object that is not plain (a `Date`, a `Map`, a
+ * class instance), a cycle, or nesting deeper than {@link MAX_DEPTH}.
+ */
+export function toJsonValue(value: unknown, key: string): JsonValue {
+  return copy(value, key, [], 0);
+}
+
+function copy(value: unknown, path: string, stack: object[], depth: number): JsonValue {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      if (Number.isFinite(value)) return value;
+      return fail(path, `${value} is not a JSON number`);
+    case 'object': {
+      if (value === null) return null;
+      if (depth >= MAX_DEPTH) return fail(path, `it nests deeper than ${MAX_DEPTH} levels`);
+      if (stack.includes(value)) return fail(path, 'it contains a cycle');
+      stack.push(value);
+      let out: JsonValue;
+      if (Array.isArray(value)) {
+        const arr: JsonValue[] = new Array(value.length);
+        for (let i = 0; i < value.length; i++) arr[i] = copy(value[i], `${path}[${i}]`, stack, depth + 1);
+        out = arr;
+      } else {
+        const proto: unknown = Object.getPrototypeOf(value);
+        if (proto !== Object.prototype && proto !== null) {
+          return fail(path, `a ${(value as { constructor?: { name?: string } }).constructor?.name ?? 'non-plain'} object is not a JSON value (store a plain object, string or number)`);
+        }
+        const obj: Record<string, JsonValue> = {};
+        for (const k of Object.keys(value)) {
+          setOwn(obj, k, copy((value as Record<string, unknown>)[k], `${path}.${k}`, stack, depth + 1));
+        }
+        out = obj;
+      }
+      stack.pop();
+      return out;
+    }
+    default:
+      return fail(path, `${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`} is not a JSON value`);
+  }
+}
+
+function fail(path: string, why: string): never {
+  throw new TypeError(`session value ${JSON.stringify(path)} is invalid: ${why}`);
+}
+
+/** Sets an own property, also for the key `__proto__`, without touching any prototype. */
+export function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') {
+    Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    obj[key] = value;
+  }
+}
+
+/** A deep copy of a JSON value (objects and arrays copied, primitives as they are). */
+export function cloneJson<V extends JsonValue | undefined>(value: V): V {
+  if (value === null || typeof value !== 'object') return value;
+  return JSON.parse(JSON.stringify(value)) as V;
+}

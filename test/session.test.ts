@@ -1,0 +1,548 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MemoryStorage, Server, type SessionData } from '../lib/index.js';
+import { isValidId } from '../lib/id.js';
+import { Clock, Jar, SpyStorage, cookieValue, send, serve } from './helpers.js';
+
+/** The seed's routes, plus a few more used below. */
+function seed(s: Server): void {
+  s.group('/', (group) => {
+    group.all('/set', (r) => {
+      r.session.set('time', 1700000000);
+      r.response.write('ok');
+    });
+    group.all('/get', (r) => {
+      r.response.write(r.session.data());
+    });
+    group.all('/del', (r) => {
+      r.session.removeAll();
+      r.response.write('ok');
+    });
+  });
+}
+
+describe('the session over HTTP', () => {
+  it('sets, gets, removes and clears over a cookie jar (GoFrame\'s HTTP script)', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.all('/set', (r) => {
+        r.session.set(r.query.get('k') ?? 'k', r.query.get('v') ?? '');
+        r.response.write('ok');
+      });
+      s.all('/get', (r) => r.response.write(r.session.get(r.query.get('k') ?? 'k', null)));
+      s.all('/remove', (r) => {
+        r.session.remove(r.query.get('k') ?? 'k');
+        r.response.write('ok');
+      });
+      s.all('/clear', (r) => {
+        r.session.removeAll();
+        r.response.write('ok');
+      });
+      s.all('/all', (r) => r.response.write(r.session.data()));
+    });
+    const jar = new Jar();
+    assert.equal((await jar.send(s.port, '/set?k=k1&v=v1')).body, 'ok');
+    await jar.send(s.port, '/set?k=k2&v=v2');
+    assert.equal((await jar.send(s.port, '/get?k=k1')).body, 'v1');
+    assert.equal((await jar.send(s.port, '/get?k=k2')).body, 'v2');
+    await jar.send(s.port, '/remove?k=k1');
+    assert.equal((await jar.send(s.port, '/get?k=k1')).body, '');
+    assert.equal((await jar.send(s.port, '/all')).body, '{"k2":"v2"}');
+    await jar.send(s.port, '/clear');
+    assert.equal((await jar.send(s.port, '/all')).body, '{}');
+  });
+
+  it('reads the id from a header when no cookie carries it', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionIdName: 'token' }, seed);
+    const first = await send(s.port, '/set');
+    const id = cookieValue(first.setCookies, 'token') as string;
+    assert.ok(isValidId(id));
+    const got = await send(s.port, '/get', { headers: { token: id } });
+    assert.equal(got.body, '{"time":1700000000}');
+    // The cookie wins over the header.
+    const other = await send(s.port, '/set');
+    const otherId = cookieValue(other.setCookies, 'token') as string;
+    const both = await send(s.port, '/get', { headers: { token: id, cookie: `token=${otherId}` } });
+    assert.equal(both.body, '{"time":1700000000}');
+  });
+
+  it('uses a custom id generator and validator', async (t) => {
+    let n = 0;
+    const s = await serve(
+      t,
+      {
+        sessionStorage: new MemoryStorage(),
+        sessionIdGenerator: () => `custom-${++n}-${'x'.repeat(20)}`,
+        sessionIdValidator: (id) => /^custom-\d+-x{20}$/.test(id),
+      },
+      (s) => {
+        seed(s);
+        s.all('/id', (r) => r.response.write(r.session.id));
+      },
+    );
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    assert.equal(jar.cookies.get('sid'), `custom-1-${'x'.repeat(20)}`);
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+    assert.equal((await jar.send(s.port, '/id')).body, `custom-1-${'x'.repeat(20)}`);
+  });
+
+  it('refuses a generator without a validator, and ids the validator refuses', async (t) => {
+    assert.throws(() => new Server({ sessionIdGenerator: () => 'x' }), /together/);
+    const errors: unknown[] = [];
+    const s = await serve(
+      t,
+      { sessionStorage: new MemoryStorage(), sessionIdGenerator: () => 'bad', sessionIdValidator: () => false, onError: (e) => errors.push(e) },
+      seed,
+    );
+    assert.equal((await send(s.port, '/set')).status, 500);
+    assert.match(String(errors[0]), /sessionIdGenerator/);
+  });
+
+  it('regenerates with and without the data, deleting the old record', async (t) => {
+    const storage = new MemoryStorage();
+    const s = await serve(t, { sessionStorage: storage }, (s) => {
+      seed(s);
+      s.all('/regen', async (r) => {
+        const keep = r.query.get('keep') !== 'no';
+        const old = r.session.id;
+        const id = await r.session.regenerate({ keepData: keep });
+        r.response.write(old !== id && r.session.id === id ? 'new' : 'same');
+      });
+    });
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    const first = jar.cookies.get('sid') as string;
+    const regen = await jar.send(s.port, '/regen');
+    assert.equal(regen.body, 'new');
+    assert.equal(regen.headers['cache-control'], 'no-store');
+    const second = jar.cookies.get('sid') as string;
+    assert.notEqual(second, first);
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+    assert.equal(await storage.get(first), undefined);
+    // The old cookie replayed reads an empty session.
+    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid=${first}` } })).body, '{}');
+    await jar.send(s.port, '/regen?keep=no');
+    assert.notEqual(jar.cookies.get('sid'), second);
+    assert.equal((await jar.send(s.port, '/get')).body, '{}');
+    assert.equal(await storage.get(second), undefined);
+  });
+
+  it('destroys: record deleted, cookie expired with the same Path and Domain', async (t) => {
+    const storage = new MemoryStorage();
+    const s = await serve(t, { sessionStorage: storage, cookieDomain: 'example.com', cookiePath: '/' }, (s) => {
+      seed(s);
+      s.all('/logout', async (r) => {
+        await r.session.destroy();
+        r.response.write(r.session.id === '' && r.session.size === 0 ? 'gone' : 'still');
+      });
+    });
+    const set = await send(s.port, '/set');
+    const id = cookieValue(set.setCookies, 'sid') as string;
+    const out = await send(s.port, '/logout', { headers: { cookie: `sid=${id}` } });
+    assert.equal(out.body, 'gone');
+    const line = out.setCookies.find((c) => c.startsWith('sid=')) as string;
+    assert.match(line, /^sid=; Max-Age=0; Domain=example\.com; Path=\//);
+    assert.equal(out.headers['cache-control'], 'no-store');
+    assert.equal(await storage.get(id), undefined);
+    const replay = await send(s.port, '/get', { headers: { cookie: `sid=${id}` } });
+    assert.equal(replay.body, '{}');
+    assert.deepEqual(replay.setCookies, []);
+  });
+
+  it('gives a write on a destroyed session a new id', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      seed(s);
+      s.all('/relogin', async (r) => {
+        await r.session.destroy();
+        r.session.set('user', 'b');
+        r.response.write('ok');
+      });
+    });
+    const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+    const out = await send(s.port, '/relogin', { headers: { cookie: `sid=${id}` } });
+    const next = cookieValue(out.setCookies, 'sid') as string;
+    assert.ok(isValidId(next));
+    assert.notEqual(next, id);
+    assert.equal(out.setCookies.length, 1);
+    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid=${next}` } })).body, '{"user":"b"}');
+  });
+});
+
+describe('strict ids', () => {
+  it('never adopts a well-formed id it did not issue', async (t) => {
+    const spy = new SpyStorage(new MemoryStorage());
+    const s = await serve(t, { sessionStorage: spy }, seed);
+    const forged = 'A'.repeat(43);
+    const out = await send(s.port, '/set', { headers: { cookie: `sid=${forged}` } });
+    const issued = cookieValue(out.setCookies, 'sid');
+    assert.ok(issued !== undefined && issued !== forged);
+    assert.equal(spy.calls.filter((c) => c.method === 'set' && c.id === forged).length, 0);
+    assert.equal(await spy.inner.get(forged, 1000), undefined);
+  });
+
+  it('makes no storage call for a malformed id', async (t) => {
+    const spy = new SpyStorage(new MemoryStorage());
+    const s = await serve(t, { sessionStorage: spy }, seed);
+    const corpus = ['../../etc/passwd', '..%2f..%2f', '/abs', 'a%00b', 'x'.repeat(10_000), '', '"quoted"', '__proto__', 'constructor', 'hasOwnProperty'];
+    for (const id of corpus) {
+      await send(s.port, '/get', { headers: { cookie: `sid=${id}` } });
+      await send(s.port, '/get', { headers: { sid: id } });
+    }
+    assert.deepEqual(spy.calls, []);
+  });
+
+  it('treats prototype names in cookies as absent and leaves Object.prototype alone', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionIdName: 'constructor' }, seed);
+    const out = await send(s.port, '/get', { headers: { cookie: '__proto__=x; constructor=y; hasOwnProperty=z' } });
+    assert.equal(out.body, '{}');
+    assert.equal(({} as Record<string, unknown>)['x'], undefined);
+    assert.equal(Object.prototype.hasOwnProperty, Object.getOwnPropertyDescriptor(Object.prototype, 'hasOwnProperty')?.value);
+  });
+});
+
+describe('lazy sessions', () => {
+  it('creates nothing for 10 000 requests that carry no id and do not write', async (t) => {
+    const storage = new MemoryStorage();
+    const spy = new SpyStorage(storage);
+    const s = await serve(t, { sessionStorage: spy }, (s) => {
+      seed(s);
+      s.all('/read', (r) => r.response.write(r.session.get('time', 0), r.session.has('x'), r.session.size, r.session.id));
+      s.all('/noop-del', (r) => {
+        r.session.remove('x');
+        r.session.removeAll();
+        r.response.write('ok');
+      });
+    });
+    const { Agent } = await import('node:http');
+    const agent = new Agent({ keepAlive: true, maxSockets: 20 });
+    t.after(() => agent.destroy());
+    let cookies = 0;
+    for (let batch = 0; batch < 50; batch++) {
+      const replies = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => send(s.port, i % 2 === 0 ? '/read' : '/noop-del', { agent })),
+      );
+      for (const r of replies) cookies += r.setCookies.length;
+    }
+    assert.equal(cookies, 0);
+    assert.equal(storage.size, 0);
+    assert.deepEqual(spy.calls, []);
+  });
+
+  it('loads with one storage call and touches a clean session once', async (t) => {
+    const spy = new SpyStorage(new MemoryStorage());
+    const s = await serve(t, { sessionStorage: spy }, seed);
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    spy.calls.length = 0;
+    await jar.send(s.port, '/get');
+    assert.deepEqual(spy.calls.map((c) => c.method), ['get', 'touch']);
+  });
+});
+
+describe('session values', () => {
+  it('refuses values JSON cannot hold, changing nothing', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.all('/bad', (r) => {
+        r.session.set('ok', 1);
+        const results: string[] = [];
+        const cyclic: Record<string, unknown> = {};
+        cyclic['me'] = cyclic;
+        for (const v of [() => 1, Symbol('s'), 10n, undefined, cyclic, new Date()]) {
+          try {
+            r.session.set('bad', v as never);
+            results.push('accepted');
+          } catch (e) {
+            results.push(e instanceof TypeError ? 'TypeError' : 'other');
+          }
+        }
+        try {
+          r.session.setMap({ a: 1, b: () => 2 } as never);
+        } catch {
+          results.push('map refused');
+        }
+        results.push(JSON.stringify(r.session.data()));
+        r.response.write(results.join(','));
+      });
+    });
+    const out = await send(s.port, '/bad');
+    assert.equal(out.body, 'TypeError,TypeError,TypeError,TypeError,TypeError,TypeError,map refused,{"ok":1}');
+  });
+
+  it('loads stored data as plain JSON: __proto__ grants nothing', async (t) => {
+    const storage = new MemoryStorage();
+    const s = await serve(t, { sessionStorage: storage }, (s) => {
+      s.all('/admin', (r) => r.response.write(String(r.session.get('admin' as never)), ',', String(r.session.has('constructor'))));
+    });
+    const id = (await import('../lib/id.js')).generateId();
+    await storage.set(id, JSON.parse('{"__proto__":{"admin":true},"user":"u"}') as SessionData, 60_000);
+    const out = await send(s.port, '/admin', { headers: { cookie: `sid=${id}` } });
+    assert.equal(out.body, 'undefined,false');
+    assert.equal(({} as Record<string, unknown>)['admin'], undefined);
+  });
+
+  it('types values with the server\'s data type and copies objects', async (t) => {
+    interface Data {
+      time: number;
+      cart: { items: string[] };
+    }
+    const s = await serve<Data>(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.all('/cart', (r) => {
+        const cart = { items: ['a'] };
+        r.session.set('cart', cart);
+        cart.items.push('mutated after set');
+        const got = r.session.get('cart', { items: [] });
+        got.items.push('mutated after get');
+        const time: number | undefined = r.session.get('time');
+        r.response.write({ cart: r.session.get('cart'), time: time ?? null, dirty: r.session.isDirty });
+      });
+    });
+    assert.equal((await send(s.port, '/cart')).body, '{"cart":{"items":["a"]},"time":null,"dirty":true}');
+  });
+
+  it('fails a request whose session is over sessionMaxSize, writing nothing', async (t) => {
+    const errors: unknown[] = [];
+    const storage = new MemoryStorage();
+    const s = await serve(t, { sessionStorage: storage, sessionMaxSize: 1000, onError: (e) => errors.push(e) }, (s) => {
+      s.all('/big', (r) => {
+        r.session.set('big', 'x'.repeat(2000));
+        r.response.write('ok');
+      });
+    });
+    const out = await send(s.port, '/big');
+    assert.equal(out.status, 500);
+    assert.deepEqual(out.setCookies, []);
+    assert.equal(storage.size, 0);
+    assert.match(String(errors[0]), /sessionMaxSize/);
+  });
+});
+
+describe('expiry', () => {
+  it('expires a session after its max age on every read, swept or not', async (t) => {
+    const clock = new Clock();
+    const storage = new MemoryStorage({ now: clock.now });
+    const s = await serve(t, { sessionStorage: storage, sessionMaxAge: '1m', now: clock.now }, seed);
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    clock.advance(50_000);
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+    // The read extended it: 50 s more is still within a minute of the last use.
+    clock.advance(50_000);
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+    clock.advance(60_000);
+    assert.equal((await jar.send(s.port, '/get')).body, '{}');
+  });
+
+  it('runs GoFrame\'s storage script: set keys and maps, size, has, remove, removeAll, expiry', async (t) => {
+    const clock = new Clock();
+    const storage = new MemoryStorage({ now: clock.now });
+    const s = await serve(t, { sessionStorage: storage, sessionMaxAge: '1m', now: clock.now }, (s) => {
+      s.all('/write', (r) => {
+        r.session.set('k1', 'v1').set('k2', 'v2');
+        r.session.setMap({ k3: 'v3', k4: 'v4' });
+        r.response.write(r.session.size);
+      });
+      s.all('/read', (r) => {
+        const out = [r.session.get('k1'), r.session.get('k3'), r.session.size, r.session.has('k4'), r.session.has('k9')];
+        r.session.remove('k1');
+        r.session.remove('absent');
+        out.push(r.session.size);
+        r.response.writeJson(out);
+      });
+      s.all('/clear', (r) => {
+        r.session.removeAll();
+        r.response.write(r.session.size);
+      });
+      s.all('/size', (r) => r.response.write(r.session.size));
+    });
+    const jar = new Jar();
+    assert.equal((await jar.send(s.port, '/write')).body, '4');
+    assert.equal((await jar.send(s.port, '/read')).body, '["v1","v3",4,true,false,3]');
+    assert.equal((await jar.send(s.port, '/size')).body, '3');
+    assert.equal((await jar.send(s.port, '/clear')).body, '0');
+    assert.equal((await jar.send(s.port, '/size')).body, '0');
+    await jar.send(s.port, '/write');
+    clock.advance(60_001);
+    assert.equal((await jar.send(s.port, '/size')).body, '0');
+  });
+});
+
+describe('the session cookie', () => {
+  it('has the default attributes and Max-Age of the session', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionMaxAge: '1h' }, seed);
+    const out = await send(s.port, '/set');
+    assert.equal(out.setCookies.length, 1);
+    assert.match(out.setCookies[0] as string, /^sid=[A-Za-z0-9_-]{43}; Max-Age=3600; Path=\/; HttpOnly; SameSite=Lax$/);
+    assert.equal(out.headers['cache-control'], 'no-store');
+  });
+
+  it('is Secure behind a trusted proxy that says https, and only then', async (t) => {
+    const warnings: string[] = [];
+    const logger = { info: () => undefined, warn: (m: string) => warnings.push(m), error: () => undefined };
+    const trusted = await serve(t, { sessionStorage: new MemoryStorage(), trustProxy: true, logger }, seed);
+    const a = await send(trusted.port, '/set', { headers: { 'x-forwarded-proto': 'https' } });
+    assert.match(a.setCookies[0] as string, /; Secure/);
+    const untrusted = await serve(t, { sessionStorage: new MemoryStorage(), logger }, seed);
+    const b = await send(untrusted.port, '/set', { headers: { 'x-forwarded-proto': 'https' } });
+    await send(untrusted.port, '/set', { headers: { 'x-forwarded-proto': 'https' } });
+    assert.doesNotMatch(b.setCookies[0] as string, /Secure/);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] as string, /trustProxy/);
+  });
+
+  it('warns once when a Secure cookie goes out over plain HTTP', async (t) => {
+    const warnings: string[] = [];
+    const logger = { info: () => undefined, warn: (m: string) => warnings.push(m), error: () => undefined };
+    const s = await serve(t, { sessionStorage: new MemoryStorage(), cookieSecure: true, logger }, seed);
+    const out = await send(s.port, '/set');
+    await send(s.port, '/set');
+    assert.match(out.setCookies[0] as string, /; Secure/);
+    assert.equal(warnings.length, 1);
+  });
+
+  it('refreshes on read-only requests at most once a minute', async (t) => {
+    const clock = new Clock();
+    const s = await serve(t, { sessionStorage: new MemoryStorage({ now: clock.now }), now: clock.now }, seed);
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0);
+    clock.advance(30_000);
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0);
+    clock.advance(31_000);
+    const refreshed = await jar.send(s.port, '/get');
+    assert.equal(refreshed.setCookies.length, 1);
+    assert.equal(refreshed.headers['cache-control'], 'no-store');
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0);
+    // Every write sends it.
+    assert.equal((await jar.send(s.port, '/set')).setCookies.length, 1);
+  });
+
+  it('makes a browser-session cookie with sessionCookieMaxAge 0', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionCookieMaxAge: 0 }, seed);
+    const out = await send(s.port, '/set');
+    assert.doesNotMatch(out.setCookies[0] as string, /Max-Age/);
+  });
+
+  it('sends no cookie with sessionCookieOutput false, and the session still works by header', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      seed(s);
+      s.all('/id', (r) => {
+        r.session.set('x', 1);
+        r.response.write(r.session.id);
+      });
+    });
+    s.setSessionCookieOutput(false);
+    const out = await send(s.port, '/id');
+    assert.deepEqual(out.setCookies, []);
+    assert.equal(out.headers['cache-control'], undefined);
+    assert.equal((await send(s.port, '/get', { headers: { sid: out.body } })).body, '{"x":1}');
+  });
+
+  it('keeps the handler\'s own Cache-Control and cookies, one Set-Cookie per name', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.all('/mixed', (r) => {
+        r.response.header('Cache-Control', 'private, max-age=0');
+        r.cookie.set('theme', 'dark');
+        r.cookie.set('theme', 'light');
+        r.cookie.set('sid', 'handler-value');
+        r.session.set('x', 1);
+        r.response.write('ok');
+      });
+    });
+    const out = await send(s.port, '/mixed');
+    assert.equal(out.headers['cache-control'], 'private, max-age=0');
+    const names = out.setCookies.map((c) => c.split('=', 1)[0]);
+    assert.deepEqual(names.sort(), ['sid', 'theme']);
+    assert.equal(cookieValue(out.setCookies, 'theme'), 'light');
+    assert.ok(isValidId(cookieValue(out.setCookies, 'sid') as string));
+  });
+});
+
+describe('concurrency', () => {
+  it('keeps all 200 keys of 200 concurrent disjoint writes on one session', async (t) => {
+    const storage = new MemoryStorage();
+    const s = await serve(t, { sessionStorage: storage }, (s) => {
+      seed(s);
+      s.all('/k/:n', async (r) => {
+        // Let every request load before any commits.
+        await new Promise((resolve) => setImmediate(resolve));
+        r.session.set(`k${r.params['n']}`, Number(r.params['n']));
+        r.response.write('ok');
+      });
+    });
+    const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => send(s.port, `/k/${i}`, { headers: { cookie: `sid=${id}` } })));
+    assert.ok(replies.every((r) => r.status === 200));
+    const data = (await storage.get(id)) as SessionData;
+    for (let i = 0; i < 200; i++) assert.equal(data[`k${i}`], i, `k${i}`);
+    assert.equal(data['time'], 1700000000);
+  });
+
+  it('never brings back a session destroyed or regenerated by another request', async (t) => {
+    const storage = new MemoryStorage();
+    let release!: () => void;
+    let gate!: Promise<void>;
+    let loaded!: () => void;
+    let slowLoaded!: Promise<void>;
+    const s = await serve(t, { sessionStorage: storage }, (s) => {
+      seed(s);
+      s.all('/slow', async (r) => {
+        loaded();
+        await gate;
+        r.session.set('late', true);
+        r.response.write('ok');
+      });
+      s.all('/logout', async (r) => {
+        await r.session.destroy();
+        r.response.write('ok');
+      });
+      s.all('/login', async (r) => {
+        await r.session.regenerate();
+        r.response.write('ok');
+      });
+    });
+    for (const end of ['/logout', '/login']) {
+      gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      slowLoaded = new Promise<void>((resolve) => {
+        loaded = resolve;
+      });
+      const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+      const slow = send(s.port, '/slow', { headers: { cookie: `sid=${id}` } });
+      await slowLoaded;
+      await send(s.port, end, { headers: { cookie: `sid=${id}` } });
+      release();
+      const late = await slow;
+      assert.equal(late.status, 200);
+      assert.deepEqual(late.setCookies, []);
+      assert.equal(await storage.get(id), undefined, end);
+    }
+  });
+});
+
+describe('storage failures', () => {
+  it('answers 503 when a write fails, and when a read fails, never an empty session', async (t) => {
+    const errors: unknown[] = [];
+    const inner = new MemoryStorage();
+    let failing = false;
+    const storage = {
+      get: (id: string, ttl: number) => (failing ? Promise.reject(Object.assign(new Error('EIO'), { code: 'EIO' })) : inner.get(id)),
+      set: (id: string, data: SessionData, ttl: number) => (failing ? Promise.reject(new Error('disk')) : inner.set(id, data, ttl)),
+      touch: (id: string, ttl: number) => inner.touch(id, ttl),
+      remove: (id: string) => inner.remove(id),
+    };
+    const s = await serve(t, { sessionStorage: storage, onError: (e) => errors.push(e) }, seed);
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    failing = true;
+    const w = await jar.send(s.port, '/set');
+    assert.equal(w.status, 503);
+    assert.equal(w.body, 'Service Unavailable');
+    const r = await jar.send(s.port, '/get');
+    assert.equal(r.status, 503);
+    assert.equal(errors.length, 2);
+    assert.equal((errors[0] as { code: string }).code, 'ESTORAGE');
+    failing = false;
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+  });
+});
