@@ -1,0 +1,1412 @@
+/**
+ * FileStorage: every principle of its header comment and every file-store promise of
+ * security.md (3, 5, 15–17, 20–26), with real files in temporary folders and an injected clock.
+ * Nothing sleeps: time moves with `Clock`, and `flush()` / `sweep()` are called directly.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import {
+  chmodSync,
+  chownSync,
+  constants as fsc,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { StorageError } from '../lib/errors.js';
+import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../lib/file-storage.js';
+import { generateId } from '../lib/id.js';
+import type { SessionData } from '../lib/storage.js';
+import { Clock, Jar, SpyStorage, send, serve, tempDir } from './helpers.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const CRASH_SERVER = join(import.meta.dirname, 'fixtures', 'file-crash-server.ts');
+const CLOSE_EXIT = join(import.meta.dirname, 'fixtures', 'file-close-exit.ts');
+const MINUTE = 60_000;
+const IS_ROOT = process.getuid?.() === 0;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** The file name of an id: SHA-256 in hex. */
+function hashOf(id: string): string {
+  return createHash('sha256').update(id).digest('hex');
+}
+
+/** Where the session `id` lives under `dir`: `<dir>/<xx>/<sha256(id)>`. */
+function fileOf(dir: string, id: string): string {
+  const hash = hashOf(id);
+  return join(dir, hash.slice(0, 2), hash);
+}
+
+/** A version-1 header for an expiry time. */
+function header(expiresAt: number): string {
+  return `BS1 ${String(expiresAt).padStart(16, '0')}\n`;
+}
+
+/** The expiry digits of a session file's header, as a number. */
+function expiryOf(file: string): number {
+  const buf = readFileSync(file);
+  assert.equal(buf.toString('latin1', 0, 4), 'BS1 ');
+  assert.equal(buf[HEADER_SIZE - 1], 10);
+  return Number(buf.toString('latin1', 4, HEADER_SIZE - 1));
+}
+
+/** The JSON body of a session file, parsed. */
+function bodyOf(file: string): unknown {
+  return JSON.parse(readFileSync(file).toString('utf8', HEADER_SIZE));
+}
+
+/** Writes `content` at the session file of `id`, creating its shard folder, behind the storage's back. */
+function plant(dir: string, id: string, content: string | Buffer): string {
+  const file = fileOf(dir, id);
+  mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
+  writeFileSync(file, content, { mode: 0o600 });
+  return file;
+}
+
+/** Every entry under `dir` that is not a folder, relative to it. */
+function filesUnder(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).filter((name) => !lstatSync(join(dir, name)).isDirectory()).sort();
+}
+
+/** An old time (2001), for mtimes that any write would change. */
+const OLD = new Date('2001-01-01T00:00:00Z');
+
+interface Setup {
+  dir: string;
+  clock: Clock;
+  /** What every storage made by `make` reported to `onError`. */
+  errors: Error[];
+  /** A storage on `dir` with the shared clock and error list; closed after the test. */
+  make(options?: FileStorageOptions): FileStorage;
+}
+
+function setup(t: TestContext): Setup {
+  const storages: FileStorage[] = [];
+  // Registered before tempDir's removal (after-hooks run in order), so every storage is closed
+  // (its writes finished) before its folder is deleted.
+  t.after(async () => {
+    for (const s of storages) await s.close();
+  });
+  const dir = tempDir(t, 'bare-session-file-');
+  const clock = new Clock();
+  const errors: Error[] = [];
+  const make = (options: FileStorageOptions = {}): FileStorage => {
+    const s = new FileStorage({ path: dir, now: clock.now, onError: (e) => errors.push(e), ...options });
+    storages.push(s);
+    return s;
+  };
+  return { dir, clock, errors, make };
+}
+
+/** An error with a code, as node:fs makes them. */
+function fsError(code: string): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(`${code}: injected`);
+  err.code = code;
+  return err;
+}
+
+/** Codes of reported errors. */
+function codes(errors: readonly Error[]): string[] {
+  return errors.map((e) => (e instanceof StorageError ? e.code : e.name));
+}
+
+type OpenArgs = Parameters<typeof fsCalls.open>;
+type RenameArgs = Parameters<typeof fsCalls.rename>;
+
+interface Gate {
+  /** Resolves when a mocked call arrived at the gate. */
+  reached: Promise<void>;
+  /** Lets it go on. */
+  release(): void;
+  /** Called by the mock: holds until `release()`. */
+  wait(): Promise<void>;
+}
+
+function gate(): Gate {
+  let arrived!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (arrived = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  return {
+    reached,
+    release,
+    wait: async () => {
+      arrived();
+      await released;
+    },
+  };
+}
+
+/**
+ * Makes the first `fsCalls.open` that `match`es stop after the real open, until `release()`:
+ * the file is open (its bytes fixed for this reader) while the test does something else.
+ * `closed` resolves once the reader closed that handle (it is done with the file).
+ */
+function gateOpen(t: TestContext, match: (path: string, flags: OpenArgs[1]) => boolean): Gate & { closed: Promise<void> } {
+  const real = fsCalls.open;
+  const g = gate();
+  let closed!: () => void;
+  const closedP = new Promise<void>((resolve) => (closed = resolve));
+  let armed = true;
+  t.mock.method(fsCalls, 'open', async (...args: OpenArgs): Promise<FileHandle> => {
+    const fh = await real(...args);
+    if (armed && match(String(args[0]), args[1])) {
+      armed = false;
+      const realClose = fh.close.bind(fh);
+      t.mock.method(fh, 'close', async () => {
+        await realClose();
+        closed();
+      });
+      await g.wait();
+    }
+    return fh;
+  });
+  return { ...g, closed: closedP };
+}
+
+/** One turn of the event loop, for the promise callbacks already due to run. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Makes the first rename onto `file` wait until `release()`: a write stays under way. */
+function gateRename(t: TestContext, file: string): Gate {
+  const real = fsCalls.rename;
+  const g = gate();
+  let armed = true;
+  t.mock.method(fsCalls, 'rename', async (...args: RenameArgs): Promise<void> => {
+    if (armed && String(args[1]) === file) {
+      armed = false;
+      await g.wait();
+    }
+    return real(...args);
+  });
+  return g;
+}
+
+/** A pid that is surely dead: a child's, after it exited. */
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ['-e', '']);
+  assert.equal(child.status, 0);
+  assert.throws(() => process.kill(child.pid, 0), { code: 'ESRCH' });
+  return child.pid;
+}
+
+interface Started {
+  child: ChildProcess;
+  port: number;
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+  stderr(): string;
+}
+
+/** Starts a TypeScript program in a child and waits for the port it prints. */
+async function start(t: TestContext, file: string, args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<Started> {
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = pattern.exec(out);
+      if (m !== null) resolve(Number(m[1]));
+    });
+    void exited.then(([code]) => reject(new Error(`${file} exited (${code}) before listening: ${err}`)));
+  });
+  return { child, port, exited, stderr: () => err };
+}
+
+/** mulberry32: a small seeded PRNG, so a failing round can be replayed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('FileStorage: memory first, files for persistence', () => {
+  it('restores sessions after a restart, but not an expired one, whose file it deletes', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const first = make();
+    const live = generateId();
+    const dead = generateId();
+    await first.set(live, { user: 'ann', list: [1, 'two', { three: null }] }, 10 * MINUTE);
+    await first.set(dead, { user: 'bob' }, 1_000);
+    await first.close();
+    assert.equal(existsSync(fileOf(dir, dead)), true);
+
+    clock.advance(5_000);
+    const second = make();
+    assert.deepEqual(await second.get(live), { user: 'ann', list: [1, 'two', { three: null }] });
+    assert.equal(await second.get(dead), undefined);
+    // close() waits for the deletion the read queued.
+    await second.close();
+    assert.equal(existsSync(fileOf(dir, dead)), false);
+    assert.equal(existsSync(fileOf(dir, live)), true);
+    assert.deepEqual(errors, []);
+  });
+
+  it('writes only when a session changed: reads and touches leave the file alone until a flush', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    await s.set(id, { a: 1 }, MINUTE);
+    const file = fileOf(dir, id);
+    // An old mtime, so that any rewrite, even within the same clock tick, shows.
+    utimesSync(file, OLD, OLD);
+    const bytes = readFileSync(file);
+    const { ino } = statSync(file);
+
+    const opens = t.mock.method(fsCalls, 'open');
+    const renames = t.mock.method(fsCalls, 'rename');
+    for (let i = 0; i < 20; i++) {
+      clock.advance(1_000);
+      assert.deepEqual(await s.get(id), { a: 1 });
+      await s.touch(id, MINUTE);
+    }
+    assert.deepEqual(readFileSync(file), bytes);
+    assert.equal(statSync(file).mtimeMs, OLD.getTime());
+    assert.equal(statSync(file).ino, ino);
+    // A session in memory is read from memory: no file was opened, none renamed.
+    assert.equal(opens.mock.callCount(), 0);
+    assert.equal(renames.mock.callCount(), 0);
+
+    await s.flush();
+    assert.notEqual(statSync(file).mtimeMs, OLD.getTime());
+    assert.equal(statSync(file).ino, ino, 'the header is rewritten in place, not the file');
+    assert.deepEqual(readFileSync(file).subarray(HEADER_SIZE), bytes.subarray(HEADER_SIZE));
+    assert.equal(expiryOf(file), clock.ms + MINUTE);
+
+    // And the file is not read at all while the session is in memory: deleted behind its back,
+    // the session is still served from memory.
+    rmSync(file);
+    assert.deepEqual(await s.get(id), { a: 1 });
+    assert.deepEqual(errors, []);
+  });
+
+  it('treats a missing file as an immediate miss, with no error report and nothing created', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const s = make();
+    assert.equal(await s.get(generateId()), undefined);
+    assert.equal(await s.get(generateId()), undefined);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('batches life extensions: many touches make one header rewrite, to the newest expiry', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    const start = clock.ms;
+    await s.set(id, { cart: ['x', 'y'], n: 42 }, MINUTE);
+    const file = fileOf(dir, id);
+    const body = readFileSync(file).subarray(HEADER_SIZE);
+    assert.equal(expiryOf(file), start + MINUTE);
+
+    const opens = t.mock.method(fsCalls, 'open');
+    for (let i = 0; i < 10; i++) {
+      clock.advance(1_000);
+      await s.touch(id, MINUTE);
+    }
+    assert.equal(expiryOf(file), start + MINUTE, 'nothing written before the flush');
+    await s.flush();
+    const forWriting = opens.mock.calls.filter((c) => String(c.arguments[0]) === file && ((c.arguments[1] as number) & fsc.O_RDWR) !== 0);
+    assert.equal(forWriting.length, 1, 'the header was rewritten once');
+    assert.equal(expiryOf(file), start + 10_000 + MINUTE);
+    assert.deepEqual(readFileSync(file).subarray(HEADER_SIZE), body);
+    // Nothing pending: another flush writes nothing.
+    await s.flush();
+    assert.equal(opens.mock.calls.filter((c) => String(c.arguments[0]) === file).length, 1);
+
+    // touch() never creates a file for an id it does not know.
+    const unknown = generateId();
+    await s.touch(unknown, MINUTE);
+    await s.flush();
+    assert.equal(existsSync(fileOf(dir, unknown)), false);
+    assert.equal(await s.get(unknown), undefined);
+    assert.deepEqual(errors, []);
+  });
+
+  it('never lets touch() bring back a session that expired', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    await s.set(id, { a: 1 }, 1_000);
+    clock.advance(2_000);
+    await s.touch(id, MINUTE);
+    assert.equal(await s.get(id), undefined);
+    await s.flush();
+    assert.equal(await s.get(id), undefined);
+    // The same for a session that left memory: a new storage on the folder.
+    const other = generateId();
+    await s.set(other, { b: 2 }, 1_000);
+    await s.close();
+    clock.advance(2_000);
+    const restarted = make();
+    await restarted.touch(other, MINUTE);
+    await restarted.flush();
+    assert.equal(await restarted.get(other), undefined);
+    await restarted.close();
+    assert.equal(existsSync(fileOf(dir, other)), false);
+    assert.deepEqual(errors, []);
+  });
+
+  it('sweeps expired files by their 21-byte header alone, keeps live and renewed ones, and counts', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const expired = generateId();
+    const live = generateId();
+    const renewed = generateId();
+    await s.set(expired, { x: 1 }, 1_000);
+    await s.set(live, { x: 2 }, 10 * MINUTE);
+    await s.set(renewed, { x: 3 }, 1_000);
+    // Files the storage never read: one expired and one live, both with a body that is not JSON.
+    const garbageExpired = plant(dir, generateId(), `${header(clock.ms - 1)}{{{ not json`);
+    const garbageLive = plant(dir, generateId(), `${header(clock.ms + 10 * MINUTE)}{{{ not json`);
+    const garbageLiveBytes = readFileSync(garbageLive);
+    // A link at a session's name, to an expired session file outside: neither followed nor deleted.
+    const outside = join(dir, 'outside');
+    writeFileSync(outside, `${header(clock.ms - 1)}{}`);
+    const link = fileOf(dir, generateId());
+    mkdirSync(join(link, '..'), { recursive: true });
+    symlinkSync(outside, link);
+
+    clock.advance(500);
+    await s.touch(renewed, MINUTE); // renewed in memory; its file still says it expires in 500 ms
+    clock.advance(1_000);
+    assert.ok(expiryOf(fileOf(dir, renewed)) < clock.ms, 'the renewal is not on disk yet');
+
+    assert.equal(await s.sweep(), 2);
+    assert.equal(existsSync(fileOf(dir, expired)), false);
+    assert.equal(existsSync(garbageExpired), false, 'the body was never parsed');
+    assert.equal(existsSync(fileOf(dir, live)), true);
+    assert.equal(existsSync(fileOf(dir, renewed)), true);
+    assert.equal(expiryOf(fileOf(dir, renewed)), clock.ms - 1_000 + MINUTE);
+    assert.deepEqual(readFileSync(garbageLive), garbageLiveBytes);
+    assert.equal(lstatSync(link).isSymbolicLink(), true);
+    assert.equal(existsSync(outside), true);
+    assert.deepEqual(await s.get(renewed), { x: 3 });
+    assert.deepEqual(errors, [], 'the sweep reports no corrupt file: it reads headers only');
+    // Nothing left to delete.
+    assert.equal(await s.sweep(), 0);
+  });
+
+  it('holds at most maxInMemory sessions and reads the others back from their files', async (t) => {
+    const { errors, make } = setup(t);
+    const s = make({ maxInMemory: 2 });
+    const ids = Array.from({ length: 5 }, () => generateId());
+    for (const [i, id] of ids.entries()) {
+      await s.set(id, { i, name: `user${i}` }, MINUTE);
+      assert.ok(s.sizeInMemory <= 2);
+    }
+    for (const [i, id] of ids.entries()) {
+      assert.deepEqual(await s.get(id), { i, name: `user${i}` });
+      assert.ok(s.sizeInMemory <= 2);
+    }
+    // Twice, in reverse, so that every read of the second pass is also a file read.
+    for (const [i, id] of [...ids.entries()].reverse()) assert.deepEqual(await s.get(id), { i, name: `user${i}` });
+    assert.deepEqual(errors, []);
+  });
+
+  it('coalesces a burst of 100 sets on one id: never two renames of the file at once, the newest data wins', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    const file = fileOf(dir, id);
+    // Renames of this file are counted as they start and end: `max` is how many were under way
+    // at one moment. This observes the property itself (two renames at once) rather than a
+    // proxy such as inode changes, and does not depend on timing.
+    const real = fsCalls.rename;
+    let inFlight = 0;
+    let max = 0;
+    let renames = 0;
+    t.mock.method(fsCalls, 'rename', async (from: Parameters<typeof real>[0], to: Parameters<typeof real>[1]): Promise<void> => {
+      if (String(to) !== file) return real(from, to);
+      renames++;
+      max = Math.max(max, ++inFlight);
+      try {
+        await real(from, to);
+      } finally {
+        inFlight--;
+      }
+    });
+
+    // Issued synchronously: the first write starts, the other 99 coalesce into one.
+    await Promise.all(Array.from({ length: 100 }, (_, i) => s.set(id, { i }, MINUTE)));
+    assert.equal(max, 1);
+    assert.ok(renames <= 2, `${renames} renames for a synchronous burst`);
+    assert.deepEqual(bodyOf(file), { i: 99 });
+
+    // Issued across many turns of the event loop: still one at a time, the last one on disk.
+    const pending: Promise<void>[] = [];
+    for (let i = 100; i < 200; i++) {
+      pending.push(s.set(id, { i }, MINUTE));
+      if (i % 7 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(pending);
+    assert.equal(max, 1);
+    assert.ok(renames < 200);
+    assert.deepEqual(bodyOf(file), { i: 199 });
+    assert.deepEqual(readdirSync(join(file, '..')), [hashOf(id)], 'no temporary file left');
+    assert.deepEqual(errors, []);
+  });
+
+  it('queues a sweep and a renewal behind writes under way: the newest data and expiry win', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    const file = fileOf(dir, id);
+    await s.set(id, { v: 0 }, 1_000);
+    clock.advance(2_000); // expired, in memory and on disk
+
+    // The sweep has opened the expired file when two writes arrive: the first stays under way
+    // (its rename held), the second waits behind it.
+    const reading = gateOpen(t, (path) => path === file);
+    const writing = gateRename(t, file);
+    const sweeping = s.sweep();
+    await reading.reached;
+    const w1 = s.set(id, { v: 1 }, MINUTE);
+    await writing.reached;
+    clock.advance(1_000);
+    const w2 = s.set(id, { v: 2 }, MINUTE);
+    reading.release();
+    await reading.closed;
+    await turn(); // the sweep saw an expired header, and queued its deletion behind w2
+    clock.advance(1_000);
+    await s.touch(id, MINUTE); // merged into the waiting write
+    const flushing = s.flush();
+    writing.release();
+    assert.equal(await sweeping, 0);
+    await Promise.all([w1, w2, flushing]);
+    assert.deepEqual(bodyOf(file), { v: 2 });
+    assert.equal(expiryOf(file), clock.ms + MINUTE);
+    assert.deepEqual(errors, []);
+  });
+
+  it('lets a renewal replace a sweep waiting behind a write, so the renewed file stays', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    const file = fileOf(dir, id);
+    await s.set(id, { v: 0 }, 1_000);
+    clock.advance(2_000);
+    const reading = gateOpen(t, (path) => path === file);
+    const writing = gateRename(t, file);
+    const sweeping = s.sweep();
+    await reading.reached;
+    const w1 = s.set(id, { v: 1 }, MINUTE);
+    await writing.reached;
+    reading.release();
+    await reading.closed;
+    await turn(); // the sweep, done reading the expired header, queued its deletion behind w1
+    clock.advance(1_000);
+    await s.touch(id, MINUTE);
+    const flushing = s.flush(); // the renewal takes the deletion's place
+    writing.release();
+    assert.equal(await sweeping, 0);
+    await Promise.all([w1, flushing]);
+    assert.deepEqual(bodyOf(file), { v: 1 });
+    assert.equal(expiryOf(file), clock.ms + MINUTE);
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe('FileStorage: bad files', () => {
+  const variants: [string, (file: string) => void][] = [
+    ['corrupt JSON', (f) => writeFileSync(f, `${header(Date.now() + 3_600_000_000)}{"a": 1,`)],
+    ['a header and no body', (f) => writeFileSync(f, header(Date.now() + 3_600_000_000))],
+    ['a partial header', (f) => writeFileSync(f, 'BS1 00017')],
+    ['an empty file', (f) => writeFileSync(f, '')],
+    ['a foreign file of random text', (f) => writeFileSync(f, 'lorem ipsum dolor sit amet, consectetur adipiscing elit\n'.repeat(5))],
+    ['a header with bad digits', (f) => writeFileSync(f, 'BS1 00000000000000x1\n{}')],
+    ['a header without its newline', (f) => writeFileSync(f, 'BS1 0000000000000001 {}')],
+    ['a JSON array', (f) => writeFileSync(f, `${header(Date.now() + 3_600_000_000)}[1,2]`)],
+    ['JSON null', (f) => writeFileSync(f, `${header(Date.now() + 3_600_000_000)}null`)],
+    ['a folder', (f) => mkdirSync(f)],
+  ];
+  for (const [what, putBadFile] of variants) {
+    it(`reads ${what} at a session's path as no session, sets it aside once, and keeps serving`, async (t) => {
+      const { dir, errors, make } = setup(t);
+      // These files carry real expiry times (Date.now based): the storage runs on the real clock.
+      const s = make({ now: Date.now });
+      const id = generateId();
+      const file = fileOf(dir, id);
+      mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
+      putBadFile(file);
+      assert.equal(await s.get(id), undefined);
+      assert.equal(existsSync(file), false, 'the original name is gone');
+      assert.equal(existsSync(`${file}.bad`), true);
+      assert.equal(errors.length, 1);
+      assert.ok(errors[0] instanceof StorageError);
+      assert.equal(errors[0].code, 'ECORRUPT');
+      assert.doesNotMatch(errors[0].message, new RegExp(hashOf(id)), 'the full file name (a hash) is not logged');
+      // The storage keeps serving this id and others.
+      assert.equal(await s.get(id), undefined);
+      await s.set(id, { fixed: true }, MINUTE);
+      assert.deepEqual(await s.get(id), { fixed: true });
+      await s.close();
+      assert.deepEqual(await make({ now: Date.now }).get(id), { fixed: true });
+      assert.equal(errors.length, 1);
+    });
+  }
+
+  it('reports a file it cannot set aside, and still reads it as no session', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    const file = plant(dir, id, 'not a session');
+    // A non-empty folder where the set-aside copy would go: the rename fails.
+    mkdirSync(join(`${file}.bad`, 'x'), { recursive: true });
+    assert.equal(await s.get(id), undefined);
+    assert.deepEqual(codes(errors).sort(), ['ECORRUPT', 'ESTORAGE']);
+    assert.match(errors.find((e) => e instanceof StorageError && e.code === 'ESTORAGE')?.message ?? '', /could not set aside/);
+  });
+
+  it('never sets aside a good file that a write put in place while a corrupt one was being read', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    const file = plant(dir, id, 'torn');
+    // The read opens the corrupt file and stops there; meanwhile a set replaces it.
+    const gate = gateOpen(t, (path, flags) => path === file && flags === (fsc.O_RDONLY | fsc.O_NOFOLLOW));
+    const reading = s.get(id);
+    await gate.reached;
+    await s.set(id, { good: true }, MINUTE);
+    gate.release();
+    // Memory wins for the reader too.
+    assert.deepEqual(await reading, { good: true });
+    assert.deepEqual(bodyOf(file), { good: true }, 'the acknowledged write is still in place');
+    await s.close();
+    const restarted = make();
+    assert.deepEqual(await restarted.get(id), { good: true });
+    assert.equal(codes(errors).filter((c) => c !== 'ECORRUPT').length, 0);
+  });
+
+  it('loads stored JSON as plain data: a __proto__ key grants nothing', async (t) => {
+    const { dir, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    plant(dir, id, `${header(Date.now() + 3_600_000_000)}{"__proto__":{"admin":true},"user":"eve"}`);
+    const data = (await s.get(id)) as SessionData;
+    assert.equal(data['user'], 'eve');
+    assert.equal((data as { admin?: unknown }).admin, undefined);
+    assert.equal(({} as { admin?: unknown }).admin, undefined);
+  });
+});
+
+describe('FileStorage: temporary files', () => {
+  it('removes orphaned temporary files at startup and in the sweep, and keeps live writers\' ones', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const id = generateId();
+    const hash = hashOf(id);
+    const shard = join(dir, hash.slice(0, 2));
+    mkdirSync(shard, { recursive: true, mode: 0o700 });
+    const dead = deadPid();
+    const tmp = (pid: number, token: string, n: number): string => join(shard, `${hash}.${pid}-${token}-${n}.tmp`);
+    const orphan = tmp(dead, 'a1b2c3', 0);
+    const parentWriter = tmp(process.ppid, 'a1b2c3', 1);
+    const initWriter = tmp(1, 'a1b2c3', 2);
+    const closedInstance = tmp(process.pid, '000000000000', 3);
+    // Not our naming: removed only when old.
+    const foreignOld = join(shard, `${hash}.tmp`);
+    const foreignNew = join(shard, `${hash}.x.tmp`);
+    for (const f of [orphan, parentWriter, initWriter, closedInstance, foreignOld, foreignNew]) writeFileSync(f, 'partial');
+    utimesSync(foreignOld, OLD, OLD);
+
+    const s = make();
+    await s.close(); // waits for the startup clean-up
+    assert.equal(existsSync(orphan), false);
+    assert.equal(existsSync(closedInstance), false);
+    assert.equal(existsSync(foreignOld), false);
+    assert.equal(existsSync(parentWriter), true);
+    assert.equal(existsSync(initWriter), true);
+    assert.equal(existsSync(foreignNew), true);
+
+    // The sweep does the same for files that appear later.
+    const s2 = make();
+    await s2.close();
+    const s3 = make();
+    const later = tmp(deadPid(), 'ffff', 9);
+    writeFileSync(later, 'partial');
+    // A temporary file of this very instance, while it is open, is no orphan.
+    const real = fsCalls.open;
+    let own = '';
+    t.mock.method(fsCalls, 'open', (...args: OpenArgs) => {
+      if (String(args[0]).endsWith('.tmp')) own = String(args[0]);
+      return real(...args);
+    });
+    await s3.set(generateId(), { a: 1 }, MINUTE);
+    const mine = own.replace(/-(\d+)\.tmp$/, '-999.tmp');
+    assert.match(mine, new RegExp(`\\.${process.pid}-[0-9a-f]+-999\\.tmp$`));
+    writeFileSync(mine, 'partial');
+    assert.equal(await s3.sweep(), 0);
+    assert.equal(existsSync(later), false);
+    assert.equal(existsSync(mine), true);
+    assert.equal(existsSync(parentWriter), true);
+    assert.equal(existsSync(initWriter), true);
+    // Once the instance is closed, its temporary files are orphans for the next one.
+    await s3.close();
+    const s4 = make();
+    await s4.close();
+    assert.equal(existsSync(mine), false);
+    assert.deepEqual(errors, []);
+  });
+
+  it('deletes set-aside files after a week and keeps recent ones', async (t) => {
+    const { dir, make } = setup(t);
+    const oldBad = plant(dir, generateId(), 'x');
+    const newBad = plant(dir, generateId(), 'y');
+    const s = make();
+    const aside = (f: string): string => {
+      writeFileSync(`${f}.bad`, 'bad');
+      rmSync(f);
+      return `${f}.bad`;
+    };
+    const oldAside = aside(oldBad);
+    const newAside = aside(newBad);
+    const eightDaysAgo = new Date(Date.now() - 8 * 86_400_000);
+    utimesSync(oldAside, eightDaysAgo, eightDaysAgo);
+    assert.equal(await s.sweep(), 0);
+    assert.equal(existsSync(oldAside), false);
+    assert.equal(existsSync(newAside), true);
+  });
+});
+
+describe('FileStorage: ids and the file system', () => {
+  it('never touches the file system for a malformed id from a request', async (t) => {
+    const storages: FileStorage[] = [];
+    t.after(async () => {
+      for (const st of storages) await st.close();
+    });
+    const dir = tempDir(t, 'bare-session-file-');
+    const errors: Error[] = [];
+    const storage = new FileStorage({ path: dir, onError: (e) => errors.push(e) });
+    storages.push(storage);
+    const spy = new SpyStorage(storage);
+    const s = await serve(t, { sessionStorage: spy }, (s) => {
+      s.all('/get', (r) => r.response.write(r.session.data()));
+      s.all('/has', (r) => r.response.write(r.session.has('user') ? 'yes' : 'no'));
+    });
+    const corpus = [
+      '../../etc/passwd',
+      '..%2f..%2fetc%2fpasswd',
+      '..%2f',
+      '/abs',
+      '/etc/passwd',
+      'a%00b',
+      'x'.repeat(10_000),
+      '',
+      '""',
+      '"../../etc/passwd"',
+      '__proto__',
+      'constructor',
+      'hasOwnProperty',
+      `${generateId()}x`,
+      generateId().slice(1),
+    ];
+    for (const value of corpus) {
+      for (const path of ['/get', '/has']) {
+        const viaCookie = await send(s.port, path, { headers: { cookie: `sid=${value}` } });
+        assert.equal(viaCookie.status, 200, `cookie ${value.slice(0, 40)}`);
+        assert.match(viaCookie.body, /^(\{\}|no)$/);
+        assert.deepEqual(viaCookie.setCookies, []);
+        if (value !== '') {
+          const viaHeader = await send(s.port, path, { headers: { sid: value } });
+          assert.equal(viaHeader.status, 200);
+        }
+      }
+    }
+    const prototypeNames = await send(s.port, '/get', { headers: { cookie: '__proto__=x; constructor=y; sid=__proto__' } });
+    assert.equal(prototypeNames.body, '{}');
+    const methods = (): string[] => spy.calls.map((c) => c.method);
+    assert.deepEqual(methods(), [], 'no storage call');
+    assert.deepEqual(readdirSync(dir), [], 'no file, no shard folder');
+    // A well-formed id (quoted, as RFC 6265 allows) is looked up, misses, and creates nothing.
+    const unknown = generateId();
+    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid="${unknown}"` } })).body, '{}');
+    assert.deepEqual(methods(), ['get']);
+    assert.deepEqual(readdirSync(dir), []);
+    assert.deepEqual(errors, []);
+  });
+
+  it('names files by the SHA-256 of the id, in shard folders, with the documented format', async (t) => {
+    const { dir, clock, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    await s.set(id, { k: 'v' }, MINUTE);
+    const hash = hashOf(id);
+    assert.deepEqual(readdirSync(dir), [hash.slice(0, 2)]);
+    assert.deepEqual(readdirSync(join(dir, hash.slice(0, 2))), [hash]);
+    assert.equal(filesUnder(dir).some((f) => f.includes(id)), false, 'the id appears in no file name');
+    assert.equal(readFileSync(fileOf(dir, id), 'utf8'), `BS1 ${String(clock.ms + MINUTE).padStart(16, '0')}\n{"k":"v"}`);
+  });
+
+  it('creates the folder 0700, shard folders 0700 and files 0600', async (t) => {
+    const { dir, make } = setup(t);
+    const path = join(dir, 'nested', 'sessions');
+    const s = make({ path });
+    const id = generateId();
+    await s.set(id, { a: 1 }, MINUTE);
+    assert.equal(statSync(path).mode & 0o777, 0o700);
+    assert.equal(statSync(join(fileOf(path, id), '..')).mode & 0o777, 0o700);
+    assert.equal(statSync(fileOf(path, id)).mode & 0o777, 0o600);
+    // A rewrite keeps the mode.
+    await s.set(id, { a: 2 }, MINUTE);
+    assert.equal(statSync(fileOf(path, id)).mode & 0o777, 0o600);
+  });
+
+  it('refuses a folder other users can reach, or warns and fixes it with insecureFolder: warn', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o755);
+    assert.throws(() => make({ path: open }), (err: unknown) => err instanceof TypeError && /^option path is invalid/.test(err.message) && /755/.test(err.message));
+    assert.equal(statSync(open).mode & 0o777, 0o755, 'refused without changing it');
+    const s = make({ path: open, insecureFolder: 'warn' });
+    assert.deepEqual(codes(errors), ['EINSECURE']);
+    assert.equal(statSync(open).mode & 0o777, 0o700);
+    await s.set(generateId(), { a: 1 }, MINUTE);
+  });
+
+  it('refuses a folder that is a symbolic link', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const real = join(dir, 'real');
+    mkdirSync(real, { mode: 0o700 });
+    const link = join(dir, 'link');
+    symlinkSync(real, link);
+    assert.throws(() => make({ path: link }), (err: unknown) => err instanceof TypeError && /option path/.test(err.message) && /symbolic link/.test(err.message));
+    // With 'warn' it is reported; the target's mode is not changed through the link.
+    chmodSync(real, 0o750);
+    make({ path: link, insecureFolder: 'warn' });
+    assert.deepEqual(codes(errors), ['EINSECURE']);
+    assert.match(errors[0]?.message ?? '', /symbolic link/);
+    assert.equal(statSync(real).mode & 0o777, 0o750);
+  });
+
+  it('refuses a path that is a file, and invalid options, naming the option', (t) => {
+    const { dir } = setup(t);
+    const file = join(dir, 'file');
+    writeFileSync(file, '');
+    const bad: [FileStorageOptions, RegExp][] = [
+      [{ path: file }, /option path is invalid: .* is not a folder/],
+      [{ path: '' }, /option path is invalid/],
+      [{ path: dir, maxInMemory: 0 }, /option maxInMemory/],
+      [{ path: dir, maxInMemory: 1.5 }, /option maxInMemory/],
+      [{ path: dir, fsync: 'yes' as unknown as boolean }, /option fsync/],
+      [{ path: dir, insecureFolder: 'ignore' as unknown as 'warn' }, /option insecureFolder/],
+      [{ path: dir, onError: 'log' as unknown as () => void }, /option onError/],
+      [{ path: dir, now: 5 as unknown as () => number }, /option now/],
+      [{ path: dir, ttlUpdateInterval: '0s' }, /option ttlUpdateInterval/],
+      [{ path: dir, sweepInterval: -1 }, /option sweepInterval/],
+    ];
+    for (const [options, message] of bad) assert.throws(() => new FileStorage(options), (err: unknown) => err instanceof TypeError && message.test(err.message));
+    // A path that cannot be created at all fails with the system's error.
+    assert.throws(() => new FileStorage({ path: join(file, 'sessions') }), { code: 'ENOTDIR' });
+  });
+
+  it('refuses a folder that belongs to another user (as root), and does not chmod it with warn', { skip: !IS_ROOT && 'needs root to chown' }, async (t) => {
+    const { dir, errors, make } = setup(t);
+    const theirs = join(dir, 'theirs');
+    mkdirSync(theirs, { mode: 0o700 });
+    chownSync(theirs, 12345, 12345);
+    chmodSync(theirs, 0o750);
+    assert.throws(() => make({ path: theirs }), /belongs to another user/);
+    make({ path: theirs, insecureFolder: 'warn' });
+    assert.deepEqual(codes(errors), ['EINSECURE']);
+    assert.equal(statSync(theirs).mode & 0o777, 0o750);
+  });
+
+  it('never follows a symbolic link planted at a session\'s file name: not on read, write or touch', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const outsideDir = tempDir(t, 'bare-session-outside-');
+    const secret = join(outsideDir, 'secret');
+    // The outside file is itself a valid session file: following the link would show.
+    const secretBytes = `${header(clock.ms + 10 * MINUTE)}{"admin":true}`;
+    writeFileSync(secret, secretBytes);
+    const s = make();
+
+    // Read
+    const a = generateId();
+    const linkA = fileOf(dir, a);
+    mkdirSync(join(linkA, '..'), { recursive: true, mode: 0o700 });
+    symlinkSync(secret, linkA);
+    assert.equal(await s.get(a), undefined);
+    assert.deepEqual(codes(errors), ['ECORRUPT']);
+    assert.equal(lstatSync(`${linkA}.bad`).isSymbolicLink(), true, 'the link itself was set aside');
+    assert.equal(readFileSync(secret, 'utf8'), secretBytes);
+
+    // Write
+    const b = generateId();
+    const linkB = fileOf(dir, b);
+    mkdirSync(join(linkB, '..'), { recursive: true, mode: 0o700 });
+    symlinkSync(secret, linkB);
+    await s.set(b, { mine: 1 }, MINUTE);
+    assert.equal(lstatSync(linkB).isFile(), true);
+    assert.deepEqual(bodyOf(linkB), { mine: 1 });
+    assert.equal(readFileSync(secret, 'utf8'), secretBytes);
+
+    // Touch and flush
+    const c = generateId();
+    await s.set(c, { mine: 2 }, MINUTE);
+    const fileC = fileOf(dir, c);
+    rmSync(fileC);
+    symlinkSync(secret, fileC);
+    clock.advance(1_000);
+    await s.touch(c, 60 * MINUTE);
+    await s.flush();
+    assert.equal(lstatSync(fileC).isSymbolicLink(), true);
+    assert.equal(readFileSync(secret, 'utf8'), secretBytes);
+    assert.deepEqual(codes(errors), ['ECORRUPT']);
+  });
+});
+
+describe('FileStorage: I/O failures', () => {
+  // Failures are injected through `fsCalls`, the module's seam for open and rename: chmod
+  // cannot make a write fail for root, and tests may run as root.
+  const failures: [string, (t: TestContext, file: string) => void][] = [
+    [
+      'creating the temporary file fails (ENOSPC)',
+      (t) => {
+        const real = fsCalls.open;
+        t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]).endsWith('.tmp') ? Promise.reject(fsError('ENOSPC')) : real(...args)));
+      },
+    ],
+    [
+      'writing the temporary file fails (EIO)',
+      (t) => {
+        const real = fsCalls.open;
+        t.mock.method(fsCalls, 'open', async (...args: OpenArgs): Promise<FileHandle> => {
+          const fh = await real(...args);
+          if (String(args[0]).endsWith('.tmp')) t.mock.method(fh, 'writeFile', () => Promise.reject(fsError('EIO')));
+          return fh;
+        });
+      },
+    ],
+    [
+      'the shard folder keeps vanishing (ENOENT, twice)',
+      (t) => {
+        const real = fsCalls.open;
+        t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]).endsWith('.tmp') ? Promise.reject(fsError('ENOENT')) : real(...args)));
+      },
+    ],
+    [
+      'the rename fails with an error that has no code',
+      (t, file) => {
+        const real = fsCalls.rename;
+        t.mock.method(fsCalls, 'rename', (...args: RenameArgs) => (String(args[1]) === file ? Promise.reject(new Error('odd')) : real(...args)));
+      },
+    ],
+    [
+      'the rename fails (EACCES)',
+      (t, file) => {
+        const real = fsCalls.rename;
+        t.mock.method(fsCalls, 'rename', (...args: RenameArgs) => (String(args[1]) === file ? Promise.reject(fsError('EACCES')) : real(...args)));
+      },
+    ],
+  ];
+  for (const [what, inject] of failures) {
+    it(`keeps the previous file when ${what}: set rejects with a 503 StorageError, no temporary file left`, async (t) => {
+      const { dir, errors, make } = setup(t);
+      const s = make();
+      const id = generateId();
+      await s.set(id, { v: 'previous' }, MINUTE);
+      const file = fileOf(dir, id);
+      const before = readFileSync(file);
+      inject(t, file);
+      await assert.rejects(s.set(id, { v: 'next' }, MINUTE), (err: unknown) => {
+        assert.ok(err instanceof StorageError);
+        assert.equal(err.code, 'ESTORAGE');
+        assert.equal(err.status, 503);
+        assert.match(err.message, /^could not write a session file( \([A-Z]+\))?; the previous version is kept$/);
+        return true;
+      });
+      t.mock.restoreAll();
+      assert.deepEqual(readFileSync(file), before);
+      assert.deepEqual(readdirSync(join(file, '..')), [hashOf(id)], 'no temporary file left');
+      // The memory copy was dropped: this instance and a new one both see the file's data.
+      assert.deepEqual(await s.get(id), { v: 'previous' });
+      await s.close();
+      assert.deepEqual(await make().get(id), { v: 'previous' });
+      assert.deepEqual(errors, []);
+    });
+  }
+
+  it('never turns a read error into a missing session: get rejects with a StorageError', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const writer = make();
+    const id = generateId();
+    await writer.set(id, { v: 1 }, MINUTE);
+    await writer.close();
+    const file = fileOf(dir, id);
+    const s = make();
+
+    const real = fsCalls.open;
+    const opening = t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]) === file ? Promise.reject(fsError('EACCES')) : real(...args)));
+    await assert.rejects(s.get(id), (err: unknown) => err instanceof StorageError && err.status === 503 && /EACCES/.test(err.message));
+    opening.mock.restore();
+    const odd = t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]) === file ? Promise.reject(new Error('odd')) : real(...args)));
+    await assert.rejects(s.get(id), (err: unknown) => err instanceof StorageError && err.message === 'could not read a session file');
+    odd.mock.restore();
+
+    t.mock.method(fsCalls, 'open', async (...args: OpenArgs): Promise<FileHandle> => {
+      const fh = await real(...args);
+      if (String(args[0]) === file) t.mock.method(fh, 'readFile', () => Promise.reject(fsError('EIO')));
+      return fh;
+    });
+    await assert.rejects(s.get(id), (err: unknown) => err instanceof StorageError && err.code === 'ESTORAGE' && /EIO/.test(err.message));
+    t.mock.restoreAll();
+
+    // A real error, no mock: the shard folder replaced by a file (ENOTDIR).
+    let other = generateId();
+    while (hashOf(other).slice(0, 2) === hashOf(id).slice(0, 2)) other = generateId();
+    const shard = join(fileOf(dir, other), '..');
+    writeFileSync(shard, 'not a folder');
+    await assert.rejects(s.get(other), (err: unknown) => err instanceof StorageError && /ENOTDIR/.test(err.message));
+    rmSync(shard);
+    // The file is intact and reads once the failure is gone; nothing was set aside.
+    assert.deepEqual(await s.get(id), { v: 1 });
+    assert.equal(existsSync(`${file}.bad`), false);
+    assert.deepEqual(errors, []);
+  });
+
+  it('recreates a shard folder (or the whole folder) removed behind its back', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    await s.set(id, { v: 1 }, MINUTE);
+    rmSync(join(fileOf(dir, id), '..'), { recursive: true });
+    await s.set(id, { v: 2 }, MINUTE);
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { v: 2 });
+    rmSync(dir, { recursive: true });
+    await s.set(id, { v: 3 }, MINUTE);
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { v: 3 });
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    assert.deepEqual(errors, []);
+  });
+
+  it('reports a header rewrite that fails, without failing the request or losing the session', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    await s.set(id, { v: 1 }, MINUTE);
+    const file = fileOf(dir, id);
+    const real = fsCalls.open;
+    t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]) === file && ((args[1] as number) & fsc.O_RDWR) !== 0 ? Promise.reject(fsError('EIO')) : real(...args)));
+    clock.advance(1_000);
+    await s.touch(id, MINUTE);
+    await s.flush();
+    assert.deepEqual(codes(errors), ['ESTORAGE']);
+    assert.match(errors[0]?.message ?? '', /could not extend .*EIO/);
+    assert.deepEqual(await s.get(id), { v: 1 });
+  });
+
+  it('fails remove() with a StorageError when the file cannot be deleted', async (t) => {
+    const { dir, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    mkdirSync(join(fileOf(dir, id), 'x'), { recursive: true }); // a folder: unlink fails
+    await assert.rejects(s.remove(id), (err: unknown) => err instanceof StorageError && err.status === 503 && /could not delete/.test(err.message));
+  });
+
+  it('keeps going when onError itself throws', async (t) => {
+    const { dir, make } = setup(t);
+    const s = make({
+      onError: () => {
+        throw new Error('hook failed');
+      },
+    });
+    const id = generateId();
+    plant(dir, id, 'garbage');
+    assert.equal(await s.get(id), undefined);
+    await s.set(id, { ok: true }, MINUTE);
+    assert.deepEqual(await s.get(id), { ok: true });
+  });
+
+  it('writes with fsync when asked, and the data is there', async (t) => {
+    const { dir, make } = setup(t);
+    const s = make({ fsync: true });
+    const id = generateId();
+    const opens = t.mock.method(fsCalls, 'open');
+    await s.set(id, { durable: true }, MINUTE);
+    assert.ok(opens.mock.calls.some((c) => String(c.arguments[0]) === join(fileOf(dir, id), '..')), 'the folder was opened to be synced');
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { durable: true });
+  });
+
+  it('sweeps a removed folder as empty, and rejects when the folder is not readable as one', async (t) => {
+    const { dir, make } = setup(t);
+    const s = make();
+    // A stray file named like a shard, and a folder at a hash's name: skipped.
+    writeFileSync(join(dir, 'ab'), 'x');
+    mkdirSync(join(dir, 'cd', hashOf('x')), { recursive: true });
+    assert.equal(await s.sweep(), 0);
+    rmSync(dir, { recursive: true });
+    assert.equal(await s.sweep(), 0);
+    writeFileSync(dir, 'not a folder');
+    await assert.rejects(s.sweep(), { code: 'ENOTDIR' });
+    rmSync(dir);
+  });
+});
+
+describe('FileStorage: destroy, regenerate, close', () => {
+  it('deletes the file on remove(), even when a set of that id is still under way', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    await s.set(id, { a: 1 }, MINUTE);
+    await s.remove(id);
+    assert.equal(existsSync(fileOf(dir, id)), false);
+    assert.equal(await s.get(id), undefined);
+    await s.remove(id); // a missing one is no error
+
+    for (let round = 0; round < 5; round++) {
+      const other = generateId();
+      const writing = s.set(other, { round }, MINUTE); // not awaited
+      const removing = s.remove(other);
+      await Promise.all([writing, removing]);
+      assert.equal(existsSync(fileOf(dir, other)), false);
+      assert.equal(await s.get(other), undefined);
+    }
+    assert.deepEqual(readdirSync(dir).flatMap((shard) => readdirSync(join(dir, shard))), []);
+    assert.deepEqual(errors, []);
+  });
+
+  it('cannot bring a removed session back through a read of its file under way', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const writer = make();
+    const id = generateId();
+    await writer.set(id, { a: 1 }, MINUTE);
+    await writer.close();
+    const s = make();
+    const file = fileOf(dir, id);
+    // The read has opened the file (so it will see its bytes) when the remove runs.
+    const gate = gateOpen(t, (path) => path === file);
+    const reading = s.get(id);
+    await gate.reached;
+    await s.remove(id);
+    gate.release();
+    await reading; // either answer is fine for a read that raced the remove…
+    assert.equal(await s.get(id), undefined, '…but afterwards the session is gone');
+    assert.equal(s.sizeInMemory, 0);
+    assert.equal(existsSync(file), false);
+    assert.deepEqual(errors, []);
+  });
+
+  it('lets a write made while the file was being read win over the file\'s older data', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const writer = make();
+    const id = generateId();
+    await writer.set(id, { v: 'old' }, MINUTE);
+    await writer.close();
+    const s = make();
+    const gate = gateOpen(t, (path) => path === fileOf(dir, id));
+    const reading = s.get(id);
+    await gate.reached;
+    await s.set(id, { v: 'new' }, MINUTE);
+    gate.release();
+    assert.deepEqual(await reading, { v: 'new' });
+    assert.deepEqual(await s.get(id), { v: 'new' });
+    assert.deepEqual(errors, []);
+  });
+
+  it('lets a write made while an expired file was being read win, and keeps its file', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const writer = make();
+    const id = generateId();
+    await writer.set(id, { v: 'old' }, 1_000);
+    await writer.close();
+    clock.advance(2_000);
+    const s = make();
+    const gate = gateOpen(t, (path) => path === fileOf(dir, id));
+    const reading = s.get(id);
+    await gate.reached;
+    await s.set(id, { v: 'new' }, MINUTE);
+    gate.release();
+    assert.deepEqual(await reading, { v: 'new' });
+    await s.close();
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { v: 'new' });
+    assert.deepEqual(errors, []);
+  });
+
+  it('shares one file read between concurrent gets of a session not in memory', async (t) => {
+    const { dir, make } = setup(t);
+    const writer = make();
+    const id = generateId();
+    await writer.set(id, { a: 1 }, MINUTE);
+    await writer.close();
+    const s = make();
+    const opens = t.mock.method(fsCalls, 'open');
+    const all = await Promise.all(Array.from({ length: 10 }, () => s.get(id)));
+    for (const data of all) assert.deepEqual(data, { a: 1 });
+    assert.equal(opens.mock.calls.filter((c) => String(c.arguments[0]) === fileOf(dir, id)).length, 1);
+  });
+
+  it('counts an unflushed renewal of a session that left memory when it reads the file again', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make({ maxInMemory: 1 });
+    const id = generateId();
+    await s.set(id, { a: 1 }, 1_000);
+    clock.advance(500);
+    await s.touch(id, MINUTE); // now + 1 minute, not on disk yet
+    await s.set(generateId(), { other: true }, MINUTE); // pushes `id` out of memory
+    clock.advance(1_000); // the file's header has expired, the renewal has not
+    assert.deepEqual(await s.get(id), { a: 1 });
+    await s.flush();
+    assert.equal(expiryOf(fileOf(dir, id)), clock.ms - 1_000 + MINUTE);
+    assert.deepEqual(errors, []);
+  });
+
+  it('does not lose a renewal while a flush of many renewals is under way', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make({ maxInMemory: 1 });
+    // 20 sessions renewed (more than a flush writes at once), then the one under test.
+    const others = Array.from({ length: 20 }, () => generateId());
+    for (const o of others) await s.set(o, { o }, MINUTE);
+    const id = generateId();
+    await s.set(id, { a: 1 }, 1_000);
+    clock.advance(500);
+    for (const o of others) await s.touch(o, MINUTE);
+    await s.touch(id, MINUTE);
+    await s.set(generateId(), { other: true }, MINUTE); // pushes `id` out of memory
+    clock.advance(1_000); // `id`'s header has expired; its renewal is pending
+
+    // The flush starts and stalls on every other session's header (it writes 16 at once, so
+    // `id`'s renewal waits its turn); `id` is read meanwhile.
+    const otherFiles = new Set(others.map((o) => fileOf(dir, o)));
+    const real = fsCalls.open;
+    let stalled = 0;
+    let allStalled!: () => void;
+    let release!: () => void;
+    const reached = new Promise<void>((resolve) => (allStalled = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    t.mock.method(fsCalls, 'open', async (...args: OpenArgs): Promise<FileHandle> => {
+      if (otherFiles.has(String(args[0])) && ((args[1] as number) & fsc.O_RDWR) !== 0) {
+        if (++stalled === 16) allStalled();
+        await released;
+      }
+      return real(...args);
+    });
+    const flushing = s.flush();
+    await reached;
+    // A write of a session whose renewal is still waiting in the flush: the write carries it.
+    const last = others[19] as string;
+    await s.set(last, { rewritten: true }, 2 * MINUTE);
+    const reading = s.get(id);
+    const result = await Promise.race([reading, flushing.then(() => 'flush ended first')]);
+    release();
+    await flushing;
+    assert.deepEqual(result, { a: 1 });
+    assert.deepEqual(await s.get(id), { a: 1 });
+    assert.equal(existsSync(fileOf(dir, id)), true);
+    assert.equal(expiryOf(fileOf(dir, id)), clock.ms - 1_000 + MINUTE);
+    assert.equal(expiryOf(fileOf(dir, last)), clock.ms + 2 * MINUTE);
+    assert.deepEqual(bodyOf(fileOf(dir, last)), { rewritten: true });
+    assert.deepEqual(errors, []);
+  });
+
+  it('close() writes pending renewals and waits for writes under way', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make();
+    const a = generateId();
+    const b = generateId();
+    await s.set(a, { a: 1 }, MINUTE);
+    clock.advance(1_000);
+    await s.touch(a, MINUTE);
+    const writing = s.set(b, { b: 1 }, MINUTE); // not awaited
+    await s.close();
+    assert.equal(expiryOf(fileOf(dir, a)), clock.ms + MINUTE);
+    assert.deepEqual(bodyOf(fileOf(dir, b)), { b: 1 }, 'the write was finished by close()');
+    await writing;
+    await s.close(); // twice is fine
+    assert.deepEqual(errors, []);
+  });
+
+  it('close() also waits for reads under way and the file work they queue', async (t) => {
+    const { dir, errors, make } = setup(t);
+    const s = make();
+    const id = generateId();
+    const file = plant(dir, id, 'torn');
+    const gate = gateOpen(t, (path) => path === file);
+    const reading = s.get(id);
+    await gate.reached;
+    const closing = s.close();
+    gate.release();
+    await closing;
+    assert.equal(existsSync(`${file}.bad`), true, 'set aside before close() resolved');
+    assert.deepEqual(codes(errors), ['ECORRUPT']);
+    assert.equal(await reading, undefined);
+  });
+
+  it('lets a program that used it exit by itself, closed or not', async (t) => {
+    const dir = tempDir(t, 'bare-session-file-');
+    for (const mode of ['close', 'no-close']) {
+      const folder = join(dir, mode);
+      const child = spawn(process.execPath, ['--import', 'tsx', CLOSE_EXIT, folder, mode], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      // A deadline, not a sleep: a child that does not exit by itself is killed and fails the test.
+      const deadline = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+      clearTimeout(deadline);
+      assert.equal(signal, null, `the ${mode} program did not exit by itself: ${err}`);
+      assert.equal(code, 0, err);
+      const id = out.trim();
+      const file = fileOf(folder, id);
+      assert.deepEqual(bodyOf(file), { n: 1 });
+      // close() flushed the pending renewal to ~2 h; without close it is still the set's ~1 h.
+      const hoursLeft = (expiryOf(file) - Date.now()) / 3_600_000;
+      if (mode === 'close') assert.ok(hoursLeft > 1.9 && hoursLeft <= 2, String(hoursLeft));
+      else assert.ok(hoursLeft > 0.9 && hoursLeft <= 1, String(hoursLeft));
+    }
+  });
+});
+
+describe('FileStorage: crashes and the seed program', () => {
+  it('keeps every acknowledged write across kill -9 during concurrent writes (3 seeded rounds)', async (t) => {
+    const dir = tempDir(t, 'bare-session-file-');
+    const rand = prng(0x5e55_10);
+    interface Lane {
+      session: { id: string | undefined };
+      key: string;
+      acked: number;
+      next: number;
+    }
+    const lanes: Lane[] = [];
+    for (let i = 0; i < 4; i++) {
+      const session = { id: undefined as string | undefined };
+      for (const key of ['a', 'b', 'c']) lanes.push({ session, key: `${key}${i}`, acked: -1, next: 0 });
+    }
+    let totalAcks = 0;
+    const write = async (port: number, lane: Lane): Promise<boolean> => {
+      const value = lane.next++;
+      const headers: Record<string, string> = lane.session.id === undefined ? {} : { cookie: `sid=${lane.session.id}` };
+      let reply;
+      try {
+        reply = await send(port, `/set/${lane.key}/${value}`, { headers });
+      } catch {
+        return false; // the server died with this request in flight: not acknowledged
+      }
+      assert.equal(reply.status, 200, reply.body);
+      if (lane.session.id === undefined) lane.session.id = reply.body;
+      else assert.equal(reply.body, lane.session.id);
+      lane.acked = value;
+      totalAcks++;
+      return true;
+    };
+
+    for (let round = 0; round < 3; round++) {
+      const server = await start(t, CRASH_SERVER, [dir], /port (\d+)/);
+      // Killed once a seeded random number of writes were acknowledged, with others in flight.
+      const target = 15 + Math.floor(rand() * 60);
+      let acks = 0;
+      let killed = false;
+      const run = async (lane: Lane): Promise<void> => {
+        while (!killed) {
+          if (!(await write(server.port, lane))) return;
+          if (++acks >= target && !killed) {
+            killed = true;
+            server.child.kill('SIGKILL');
+          }
+        }
+      };
+      // A session's first write creates it; its three keys are then written concurrently.
+      await Promise.all(
+        [0, 1, 2, 3].map(async (i) => {
+          const own = lanes.slice(i * 3, i * 3 + 3);
+          const first = own[0] as Lane;
+          if (first.session.id === undefined && !killed && !(await write(server.port, first))) return;
+          await Promise.all(own.map(run));
+        }),
+      );
+      if (!killed) server.child.kill('SIGKILL');
+      const [, signal] = await server.exited;
+      assert.equal(signal, 'SIGKILL');
+
+      const errors: Error[] = [];
+      const check = new FileStorage({ path: dir, onError: (e) => errors.push(e) });
+      try {
+        for (const lane of lanes) {
+          if (lane.acked < 0) continue;
+          const data = await check.get(lane.session.id as string);
+          assert.ok(data !== undefined, `round ${round}: the session of ${lane.key} is gone`);
+          const value = data[lane.key];
+          assert.ok(typeof value === 'number' && value >= lane.acked, `round ${round}: ${lane.key} = ${String(value)}, acknowledged ${lane.acked}`);
+        }
+      } finally {
+        await check.close(); // also removes the killed server's temporary files
+      }
+      assert.deepEqual(errors, [], `round ${round}`);
+      const files = filesUnder(dir);
+      assert.deepEqual(files.filter((f) => !/^[0-9a-f]{2}\/[0-9a-f]{64}$/.test(f)), [], 'no .bad, no .tmp left');
+      for (const f of files) {
+        expiryOf(join(dir, f));
+        assert.equal(typeof bodyOf(join(dir, f)), 'object');
+      }
+    }
+    assert.ok(lanes.every((l) => l.session.id !== undefined), 'every session was created');
+    assert.ok(totalAcks >= 3 * 15, `${totalAcks} acknowledged writes`);
+  });
+
+  it('runs the seed walk-through of examples/file.ts: set, get, restart keeps it, past the max age it is gone', async (t) => {
+    // examples/file.ts uses the default folder, os.tmpdir()/bare-session: TMPDIR points the
+    // child's os.tmpdir() at a private temporary folder instead.
+    const tmp = tempDir(t, 'bare-session-file-');
+    const env = { ...process.env, TMPDIR: tmp, PORT: '0' };
+    const example = join(ROOT, 'examples', 'file.ts');
+    const listening = /listening on http:\/\/localhost:(\d+)/;
+    const stop = async (server: Started): Promise<void> => {
+      server.child.kill('SIGTERM');
+      const [code] = await server.exited;
+      assert.equal(code, 0, server.stderr());
+    };
+    const jar = new Jar();
+
+    let server = await start(t, example, [], listening, env);
+    assert.equal((await jar.send(server.port, '/set')).body, 'ok');
+    const got = await jar.send(server.port, '/get');
+    assert.match(got.body, /^\{"time":\d+\}$/);
+    await stop(server);
+
+    server = await start(t, example, [], listening, env);
+    assert.equal((await jar.send(server.port, '/get')).body, got.body, 'kept across a restart');
+    await stop(server);
+
+    // The max age is one minute and the child runs on the real clock, which a test cannot move.
+    // So the minute passes on disk instead: with the server stopped, the expiry in the session
+    // file's header is set to a time in the past, exactly as if the minute had gone by.
+    const file = fileOf(join(tmp, 'bare-session'), jar.cookies.get('sid') as string);
+    const bytes = readFileSync(file);
+    bytes.write(String(Date.now() - 1_000).padStart(16, '0'), 4, 'latin1');
+    writeFileSync(file, bytes);
+
+    server = await start(t, example, [], listening, env);
+    assert.equal((await jar.send(server.port, '/get')).body, '{}');
+    await stop(server);
+    assert.equal(existsSync(file), false, 'the expired file was deleted');
+  });
+});
