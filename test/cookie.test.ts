@@ -9,6 +9,7 @@ import {
   serializeCookie,
   type CookieOptions,
 } from '../lib/cookie.js';
+import { prng } from './prng.js';
 
 const DAY_MS = 86_400_000;
 
@@ -17,18 +18,6 @@ function rec(entries: ReadonlyArray<readonly [string, string]> = []): Record<str
   const out = Object.create(null) as Record<string, string>;
   for (const [k, v] of entries) out[k] = v;
   return out;
-}
-
-/** mulberry32: a small seeded PRNG, so every run draws the same cases. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 function pick<T>(rand: () => number, items: readonly T[]): T {
@@ -213,7 +202,7 @@ describe('parseCookie', () => {
     });
 
     it('agrees with a reference parser on 5000 random headers up to 16 KiB', () => {
-      const rand = mulberry32(0x5eed);
+      const rand = prng(0x5eed);
       const alphabet = [';', ';', '=', '=', ' ', '\t', '"', '%', '%2', '%20', '%E2%9C%93', '%zz', 'a', 'b', 'x', 'é', '😀', ',', '\\'];
       for (let i = 0; i < 5000; i++) {
         const length = rand() < 0.05 ? Math.floor(rand() * N) : Math.floor(rand() * 80);
@@ -465,7 +454,7 @@ describe('parseCookie(serializeCookie(n, v))', () => {
   const attributes: CookieOptions = { maxAge: 60, path: '/', httpOnly: true, secure: true, sameSite: 'lax', priority: 'high' };
 
   it('round-trips 5000 random pairs, alone and with attributes', () => {
-    const rand = mulberry32(20_240_917);
+    const rand = prng(20_240_917);
     for (let i = 0; i < 5000; i++) {
       const name = randomName(rand);
       const value = randomValue(rand);
@@ -489,7 +478,7 @@ describe('parseCookie(serializeCookie(n, v))', () => {
   });
 
   it('rejects 500 random values holding a lone surrogate', () => {
-    const rand = mulberry32(7);
+    const rand = prng(7);
     for (let i = 0; i < 500; i++) {
       const value = randomValue(rand);
       const at = Math.floor(rand() * (value.length + 1));

@@ -30,9 +30,9 @@ import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../l
 import { generateId } from '../lib/id.js';
 import type { SessionData } from '../lib/storage.js';
 import { Clock, Jar, SpyStorage, send, serve, tempDir } from './helpers.js';
+import { crashRounds } from './stress/crash-lib.js';
 
 const ROOT = join(import.meta.dirname, '..');
-const CRASH_SERVER = join(import.meta.dirname, 'fixtures', 'file-crash-server.ts');
 const CLOSE_EXIT = join(import.meta.dirname, 'fixtures', 'file-close-exit.ts');
 const MINUTE = 60_000;
 const IS_ROOT = process.getuid?.() === 0;
@@ -232,18 +232,6 @@ async function start(t: TestContext, file: string, args: string[], pattern: RegE
     void exited.then(([code]) => reject(new Error(`${file} exited (${code}) before listening: ${err}`)));
   });
   return { child, port, exited, stderr: () => err };
-}
-
-/** mulberry32: a small seeded PRNG, so a failing round can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1288,88 +1276,15 @@ describe('FileStorage: destroy, regenerate, close', () => {
 
 describe('FileStorage: crashes and the seed program', () => {
   it('keeps every acknowledged write across kill -9 during concurrent writes (3 seeded rounds)', async (t) => {
-    const dir = tempDir(t, 'bare-session-file-');
-    const rand = prng(0x5e55_10);
-    interface Lane {
-      session: { id: string | undefined };
-      key: string;
-      acked: number;
-      next: number;
-    }
-    const lanes: Lane[] = [];
-    for (let i = 0; i < 4; i++) {
-      const session = { id: undefined as string | undefined };
-      for (const key of ['a', 'b', 'c']) lanes.push({ session, key: `${key}${i}`, acked: -1, next: 0 });
-    }
-    let totalAcks = 0;
-    const write = async (port: number, lane: Lane): Promise<boolean> => {
-      const value = lane.next++;
-      const headers: Record<string, string> = lane.session.id === undefined ? {} : { cookie: `sid=${lane.session.id}` };
-      let reply;
-      try {
-        reply = await send(port, `/set/${lane.key}/${value}`, { headers });
-      } catch {
-        return false; // the server died with this request in flight: not acknowledged
-      }
-      assert.equal(reply.status, 200, reply.body);
-      if (lane.session.id === undefined) lane.session.id = reply.body;
-      else assert.equal(reply.body, lane.session.id);
-      lane.acked = value;
-      totalAcks++;
-      return true;
-    };
-
-    for (let round = 0; round < 3; round++) {
-      const server = await start(t, CRASH_SERVER, [dir], /port (\d+)/);
-      // Killed once a seeded random number of writes were acknowledged, with others in flight.
-      const target = 15 + Math.floor(rand() * 60);
-      let acks = 0;
-      let killed = false;
-      const run = async (lane: Lane): Promise<void> => {
-        while (!killed) {
-          if (!(await write(server.port, lane))) return;
-          if (++acks >= target && !killed) {
-            killed = true;
-            server.child.kill('SIGKILL');
-          }
-        }
-      };
-      // A session's first write creates it; its three keys are then written concurrently.
-      await Promise.all(
-        [0, 1, 2, 3].map(async (i) => {
-          const own = lanes.slice(i * 3, i * 3 + 3);
-          const first = own[0] as Lane;
-          if (first.session.id === undefined && !killed && !(await write(server.port, first))) return;
-          await Promise.all(own.map(run));
-        }),
-      );
-      if (!killed) server.child.kill('SIGKILL');
-      const [, signal] = await server.exited;
-      assert.equal(signal, 'SIGKILL');
-
-      const errors: Error[] = [];
-      const check = new FileStorage({ path: dir, onError: (e) => errors.push(e) });
-      try {
-        for (const lane of lanes) {
-          if (lane.acked < 0) continue;
-          const data = await check.get(lane.session.id as string);
-          assert.ok(data !== undefined, `round ${round}: the session of ${lane.key} is gone`);
-          const value = data[lane.key];
-          assert.ok(typeof value === 'number' && value >= lane.acked, `round ${round}: ${lane.key} = ${String(value)}, acknowledged ${lane.acked}`);
-        }
-      } finally {
-        await check.close(); // also removes the killed server's temporary files
-      }
-      assert.deepEqual(errors, [], `round ${round}`);
-      const files = filesUnder(dir);
-      assert.deepEqual(files.filter((f) => !/^[0-9a-f]{2}\/[0-9a-f]{64}$/.test(f)), [], 'no .bad, no .tmp left');
-      for (const f of files) {
-        expiryOf(join(dir, f));
-        assert.equal(typeof bodyOf(join(dir, f)), 'object');
-      }
-    }
-    assert.ok(lanes.every((l) => l.session.id !== undefined), 'every session was created');
-    assert.ok(totalAcks >= 3 * 15, `${totalAcks} acknowledged writes`);
+    // The harness of `npm run test:crash` (100 rounds), three rounds of it: kill -9 once a seeded
+    // random number of writes were acknowledged, with others in flight; then every acknowledged
+    // value (or a later one) must read back and no file may be unreadable.
+    const report = await crashRounds(tempDir(t, 'bare-session-file-'), 3, { seed: 0x5e5510 });
+    assert.equal(report.rounds, 3);
+    assert.ok(report.acknowledged > 3 * 20, `only ${report.acknowledged} writes acknowledged`);
+    assert.deepEqual(report.details, []);
+    assert.equal(report.lost, 0);
+    assert.equal(report.unreadable, 0);
   });
 
   it('runs the seed walk-through of examples/file.ts: set, get, restart keeps it, past the max age it is gone', async (t) => {

@@ -9,18 +9,7 @@ import { MemoryStorage, parseCookie } from '../lib/index.js';
 import { generateId, isValidId } from '../lib/id.js';
 import { Router } from '../lib/router.js';
 import { SpyStorage, send, serve } from './helpers.js';
-
-/** mulberry32: a small seeded PRNG, good enough to generate test cases. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './prng.js';
 
 const ALPHABET = ' ;=,"\\%\t\r\n\0abcXYZ019_-.~/+:<>{}[]()@?é€💥';
 

@@ -10,20 +10,9 @@ import { readdirSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { FileStorage } from '../../lib/index.js';
+import { prng } from '../prng.js';
 
-const SERVER = join(import.meta.dirname, 'crash-server.ts');
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const SERVER = join(import.meta.dirname, '..', 'fixtures', 'file-crash-server.ts');
 
 /** What a run found. */
 export interface CrashReport {
@@ -48,7 +37,7 @@ interface Writer {
 function write(agent: Agent, port: number, w: Writer): Promise<string | undefined> {
   return new Promise((resolve) => {
     const req = request(
-      { host: '127.0.0.1', port, path: `/w/${w.key}/${w.next}`, agent, headers: w.id === undefined ? {} : { cookie: `sid=${w.id}` } },
+      { host: '127.0.0.1', port, path: `/set/${w.key}/${w.next}`, agent, headers: w.id === undefined ? {} : { cookie: `sid=${w.id}` } },
       (res) => {
         let body = '';
         res.setEncoding('utf8');

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { FileStorage, Server } from '../../lib/index.js';
 import { generateId } from '../../lib/id.js';
+import { prng } from '../prng.js';
 
 const SECONDS = Number(process.env['SOAK_SECONDS'] ?? 60);
 const CLIENTS = Number(process.env['SOAK_CLIENTS'] ?? 50);
@@ -34,18 +35,6 @@ function heapMb(): number {
   gc?.();
   gc?.();
   return process.memoryUsage().heapUsed / 1024 / 1024;
-}
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Reply {
