@@ -75,6 +75,8 @@ const LIVE = new Set<string>();
 const BAD_FILE_AGE_MS = 7 * 86_400_000;
 /** A temporary file of an unknown writer older than this is an orphan. */
 const FOREIGN_TMP_AGE_MS = 3_600_000;
+/** The largest session file read; a bigger one is set aside unread. The server's sessionMaxSize defaults to 1 MiB. */
+export const MAX_FILE_BYTES = 64 * 1024 * 1024;
 /** How many files the sweep works on at once. */
 const SWEEP_CONCURRENCY = 16;
 
@@ -126,6 +128,12 @@ function parseFile(buf: Buffer): { expiresAt: number; data: SessionData } | stri
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) return 'is corrupt or of an unknown format';
   return { expiresAt, data: data as SessionData };
+}
+
+/** Reads and parses an open session file; a file bigger than any session we write is not read. */
+async function readSessionFile(fh: FileHandle): Promise<ReturnType<typeof parseFile>> {
+  const { size } = await fh.stat();
+  return size > MAX_FILE_BYTES ? 'is too large' : parseFile(await fh.readFile());
 }
 
 function errCode(err: unknown): string | undefined {
@@ -366,7 +374,7 @@ export class FileStorage implements Storage {
     }
     let parsed: ReturnType<typeof parseFile>;
     try {
-      parsed = parseFile(await fh.readFile());
+      parsed = await readSessionFile(fh);
     } catch (err) {
       const code = errCode(err);
       if (code !== 'EISDIR') throw new StorageError(`could not read a session file${code === undefined ? '' : ` (${code})`}`, { cause: err });
@@ -651,7 +659,7 @@ async function unreadable(file: string): Promise<string | undefined> {
     return errCode(err) === 'ELOOP' ? 'is a symbolic link' : undefined;
   }
   try {
-    const parsed = parseFile(await fh.readFile());
+    const parsed = await readSessionFile(fh);
     return typeof parsed === 'string' ? parsed : undefined;
   } catch (err) {
     return errCode(err) === 'EISDIR' ? 'is a folder' : undefined;

@@ -66,10 +66,11 @@ export class Response {
     return this;
   }
 
-  /** Sets the status code (an integer from 100 to 999). Chainable. */
+  /** Sets the status code (an integer from 200 to 599). Chainable. */
   status(code: number): this {
-    if (!Number.isInteger(code) || code < 100 || code > 999) {
-      throw new TypeError(`option status is invalid: ${describe(code)}`);
+    // 1xx are interim answers, not a final status: a client would wait for the real one.
+    if (!Number.isInteger(code) || code < 200 || code > 599) {
+      throw new TypeError(`option status is invalid: ${describe(code)} (expected 200 to 599)`);
     }
     this.#status = code;
     return this;
@@ -83,7 +84,7 @@ export class Response {
   /**
    * Sets a header, replacing an earlier value of the same name (case-insensitive). Names and
    * values are checked: CR, LF, NUL, other controls or characters above U+00FF throw a
-   * `TypeError`. `Set-Cookie` goes through `r.cookie.set`, not here.
+   * `TypeError`. Prefer `r.cookie.set` for cookies: a raw `Set-Cookie` set here is sent before them.
    */
   header(name: string, value: string | number | readonly string[]): this {
     if (typeof name !== 'string' || !HEADER_NAME_RE.test(name)) {
@@ -140,15 +141,24 @@ export class Response {
           ? (this.#chunks[0] as string | Uint8Array)
           : Buffer.concat(this.#chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
     for (const [name, value] of this.#headers.values()) res.setHeader(name, value);
-    if (setCookies.length > 0) res.setHeader('Set-Cookie', setCookies as string[]);
+    if (setCookies.length > 0) {
+      // A Set-Cookie the handler set as a raw header stays, before the jar's cookies.
+      const own = this.#headers.get('set-cookie')?.[1];
+      res.setHeader('Set-Cookie', own === undefined ? (setCookies as string[]) : [...(Array.isArray(own) ? own : [String(own)]), ...setCookies]);
+    }
+    const noBody = this.#status === 204 || this.#status === 304;
+    if (noBody) {
+      res.statusCode = this.#status;
+      res.end();
+      return;
+    }
     if (this.#kind !== 'empty' && !this.#headers.has('content-type')) {
       res.setHeader('Content-Type', this.#kind === 'json' ? JSON_TYPE : this.#kind === 'text' ? TEXT_TYPE : BYTES_TYPE);
     }
     const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-    const noBody = this.#status === 204 || this.#status === 304 || (this.#status >= 100 && this.#status < 200);
-    if (!noBody) res.setHeader('Content-Length', length);
+    res.setHeader('Content-Length', length);
     res.statusCode = this.#status;
-    res.end(noBody ? undefined : body);
+    res.end(body);
   }
 
   #push(chunk: string | Uint8Array, kind: 'json' | 'text' | 'bytes'): void {

@@ -129,6 +129,8 @@ interface RouteEntry<T extends object> {
   readonly handler: Handler<T>;
   readonly groups: readonly RouteGroup<T>[];
   chain?: Middleware<T>[];
+  /** The value of `middlewareVersion` when `chain` was built. */
+  chainVersion?: number;
 }
 
 /**
@@ -141,6 +143,8 @@ export class RouteGroup<T extends object = SessionData> {
   readonly #add: (method: Method | 'ALL', pattern: string, entry: RouteEntry<T>) => void;
   /** @internal */
   readonly mw: Middleware<T>[] = [];
+  /** @internal Bumped whenever any group gains middleware, so routes rebuild their chains. */
+  static middlewareVersion = 0;
 
   /** @internal Made by the server. */
   constructor(prefix: string, parents: readonly RouteGroup<T>[], add: (method: Method | 'ALL', pattern: string, entry: RouteEntry<T>) => void) {
@@ -161,6 +165,7 @@ export class RouteGroup<T extends object = SessionData> {
       if (typeof m !== 'function') throw new TypeError(`middleware is invalid: ${describe(m)}`);
     }
     this.mw.push(...middleware);
+    RouteGroup.middlewareVersion++;
     return this;
   }
 
@@ -376,7 +381,14 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
 
   /** Starts, prints the address, and on SIGINT or SIGTERM closes and exits with status 0. */
   async run(): Promise<void> {
-    await this.start();
+    try {
+      await this.start();
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      this.#o.logger.error(`bare-session: could not listen on ${this.#o.address ?? 'port'} ${this.#o.port}${typeof code === 'string' ? ` (${code})` : ''}`);
+      process.exitCode = 1;
+      return;
+    }
     const stop = (): void => {
       this.close().then(
         () => process.exit(0),
@@ -446,6 +458,15 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       now: o.now,
     });
     return this.#manager;
+  }
+
+  /** Defaults of `r.cookie.set`: the server's `cookiePath`, `cookieDomain` and `cookieSameSite`. */
+  #userCookieDefaults(): CookieOptions {
+    const o = this.#o;
+    const c: CookieOptions = { path: o.cookiePath, sameSite: o.cookieSameSite };
+    if (o.cookieDomain !== undefined) c.domain = o.cookieDomain;
+    if (o.cookieSameSite === 'None') c.secure = true;
+    return c;
   }
 
   #cookieDefaults(): CookieOptions {
@@ -575,7 +596,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       return;
     }
     this.#inFlight++;
-    const r = new Request<Session<T>>(req, response, { bodyLimit: o.bodyLimit, cookieDefaults: { path: '/', sameSite: 'Lax' } }, match.kind === 'found' ? match.params : Object.create(null));
+    const r = new Request<Session<T>>(req, response, { bodyLimit: o.bodyLimit, cookieDefaults: this.#userCookieDefaults() }, match.kind === 'found' ? match.params : Object.create(null));
     try {
       const manager = this.#sessions();
       r.session = await manager.load<T>(manager.incomingId(r.cookie, (name) => r.header(name)));
@@ -583,7 +604,10 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       let last: Handler<T>;
       if (match.kind === 'found') {
         const entry = match.handler;
-        entry.chain ??= [...global, ...entry.groups.slice(1).flatMap((g) => g.mw)];
+        if (entry.chain === undefined || entry.chainVersion !== RouteGroup.middlewareVersion) {
+          entry.chain = [...global, ...entry.groups.slice(1).flatMap((g) => g.mw)];
+          entry.chainVersion = RouteGroup.middlewareVersion;
+        }
         chain = entry.chain;
         last = entry.handler;
       } else {

@@ -19,6 +19,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  truncateSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -26,7 +27,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { StorageError } from '../lib/errors.js';
-import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../lib/file-storage.js';
+import { FileStorage, type FileStorageOptions, HEADER_SIZE, MAX_FILE_BYTES, fsCalls } from '../lib/file-storage.js';
 import { generateId } from '../lib/id.js';
 import type { SessionData } from '../lib/storage.js';
 import { Clock, Jar, SpyStorage, send, serve, tempDir } from './helpers.js';
@@ -535,6 +536,11 @@ describe('FileStorage: bad files', () => {
     ['a JSON array', (f) => writeFileSync(f, `${header(Date.now() + 3_600_000_000)}[1,2]`)],
     ['JSON null', (f) => writeFileSync(f, `${header(Date.now() + 3_600_000_000)}null`)],
     ['a folder', (f) => mkdirSync(f)],
+    // Sparse: 64 MiB and a byte on paper, nothing on disk, and never read whole.
+    ['a file over 64 MiB', (f) => {
+      writeFileSync(f, `${header(Date.now() + 3_600_000_000)}{}`);
+      truncateSync(f, MAX_FILE_BYTES + 1);
+    }],
   ];
   for (const [what, putBadFile] of variants) {
     it(`reads ${what} at a session's path as no session, sets it aside once, and keeps serving`, async (t) => {

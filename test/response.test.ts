@@ -328,3 +328,51 @@ describe('r.response.raw', () => {
     assert.equal(reply.body, 'teapot');
   });
 });
+
+describe('response edge cases', () => {
+  it('refuses an interim 1xx status, which a client would wait past', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.get('/s', (r) => {
+        const out: string[] = [];
+        for (const code of [100, 199, 200, 599, 600]) {
+          try {
+            r.response.status(code);
+            out.push(`${code}:ok`);
+          } catch (e) {
+            out.push(`${code}:${e instanceof TypeError ? 'TypeError' : 'other'}`);
+          }
+        }
+        r.response.status(200).write(out.join(','));
+      });
+    });
+    assert.equal((await send(s.port, '/s')).body, '100:TypeError,199:TypeError,200:ok,599:ok,600:TypeError');
+  });
+
+  it('sends 204 and 304 with neither a body nor a Content-Type', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.get('/n/:code', (r) => r.response.status(Number(r.params['code'])).write({ ignored: true }));
+    });
+    for (const code of [204, 304]) {
+      const out = await send(s.port, `/n/${code}`);
+      assert.equal(out.status, code);
+      assert.equal(out.body, '');
+      assert.equal(out.headers['content-type'], undefined);
+    }
+  });
+
+  it('keeps a raw Set-Cookie header beside the jar\'s cookies', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.get('/c', (r) => {
+        r.response.header('Set-Cookie', 'raw=1; Path=/');
+        r.cookie.set('jar', '2');
+        r.response.write('ok');
+      });
+      s.get('/only', (r) => {
+        r.response.header('Set-Cookie', ['a=1', 'b=2']);
+        r.response.write('ok');
+      });
+    });
+    assert.deepEqual((await send(s.port, '/c')).setCookies, ['raw=1; Path=/', 'jar=2; Path=/; SameSite=Lax']);
+    assert.deepEqual((await send(s.port, '/only')).setCookies, ['a=1', 'b=2']);
+  });
+});

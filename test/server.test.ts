@@ -865,6 +865,17 @@ describe('run() in a child process', () => {
     return { proc, exited, line };
   }
 
+  it('says in one line that it could not listen, and exits with 1', { timeout: 20_000 }, async (t) => {
+    const taken = createHttpServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise((resolve) => taken.close(resolve)));
+    const c = child('run-server.ts', { PORT: String((taken.address() as AddressInfo).port) });
+    const result = await c.exited;
+    assert.equal(result.killed, false, 'exited by itself');
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^bare-session: could not listen on 127\.0\.0\.1 \d+ \(EADDRINUSE\)\n$/);
+  });
+
   it('exits with 0 on a SIGTERM sent as soon as the address is printed', { timeout: 20_000 }, async () => {
     const c = child('run-server.ts');
     await c.line(/listening on http:\/\/127\.0\.0\.1:\d+\n/);
@@ -919,5 +930,29 @@ describe('HTTP limits from node:http', () => {
     const reply = await send(s.port, '/', { headers: { 'x-big': 'a'.repeat(17 * 1024) } });
     assert.equal(reply.status, 431);
     assert.equal(handled, 0);
+  });
+});
+
+describe('later changes', () => {
+  it('applies middleware added after a route already served', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
+      s.get('/x', (r) => r.response.write('x'));
+    });
+    assert.equal((await send(s.port, '/x')).body, 'x');
+    s.use(async (r, next) => {
+      r.response.header('x-late', 'yes');
+      await next();
+    });
+    assert.equal((await send(s.port, '/x')).headers['x-late'], 'yes');
+  });
+
+  it('gives r.cookie.set the server\'s cookiePath, cookieDomain and cookieSameSite', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage(), cookiePath: '/app', cookieDomain: 'example.com', cookieSameSite: 'Strict' }, (s) => {
+      s.get('/app/c', (r) => {
+        r.cookie.set('theme', 'dark');
+        r.response.write('ok');
+      });
+    });
+    assert.deepEqual((await send(s.port, '/app/c')).setCookies, ['theme=dark; Domain=example.com; Path=/app; SameSite=Strict']);
   });
 });
