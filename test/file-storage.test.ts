@@ -106,7 +106,9 @@ function setup(t: TestContext): Setup {
   const clock = new Clock();
   const errors: Error[] = [];
   const make = (options: FileStorageOptions = {}): FileStorage => {
-    const s = new FileStorage({ path: dir, now: clock.now, onError: (e) => errors.push(e), ...options });
+    // The asynchronous write path by default, whose calls the fault injection below replaces;
+    // the synchronous one (the storage's default) has its own tests in 'FileStorage: syncWrites'.
+    const s = new FileStorage({ path: dir, now: clock.now, onError: (e) => errors.push(e), syncWrites: false, ...options });
     storages.push(s);
     return s;
   };
@@ -1330,4 +1332,64 @@ describe('FileStorage: crashes and the seed program', () => {
     await stop(server);
     assert.equal(existsSync(file), false, 'the expired file was deleted');
   });
+});
+
+describe('FileStorage: syncWrites (the default without fsync)', () => {
+  it('writes, restores and coalesces with synchronous calls, the newest data winning', async (t) => {
+    const { dir, make } = setup(t);
+    const s = make({ syncWrites: true });
+    const renames = t.mock.method(fsCalls, 'renameSync');
+    const id = generateId();
+    await Promise.all(Array.from({ length: 50 }, (_, i) => s.set(id, { i }, MINUTE)));
+    assert.ok(renames.mock.callCount() <= 2, `${renames.mock.callCount()} renames for a burst`);
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { i: 49 });
+    assert.equal((statSync(fileOf(dir, id)).mode & 0o777).toString(8), '600');
+    await s.close();
+    assert.deepEqual(await make({ syncWrites: true }).get(id), { i: 49 });
+  });
+
+  it('is the default unless fsync is set, and can be combined with fsync', async (t) => {
+    const { dir, make } = setup(t);
+    const calls = t.mock.method(fsCalls, 'openSync');
+    const plain = new FileStorage({ path: dir });
+    t.after(() => plain.close());
+    await plain.set(generateId(), { a: 1 }, MINUTE);
+    assert.equal(calls.mock.callCount(), 1);
+    const durable = new FileStorage({ path: dir, fsync: true });
+    t.after(() => durable.close());
+    await durable.set(generateId(), { a: 1 }, MINUTE);
+    assert.equal(calls.mock.callCount(), 1, 'fsync alone writes asynchronously');
+    const both = make({ fsync: true, syncWrites: true });
+    const id = generateId();
+    await both.set(id, { b: 2 }, MINUTE);
+    assert.equal(calls.mock.callCount(), 2);
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { b: 2 });
+    assert.throws(() => make({ syncWrites: 'yes' as never }), /option syncWrites is invalid/);
+  });
+
+  const failures: [string, keyof typeof fsCalls, string][] = [
+    ['creating the temporary file fails (ENOSPC)', 'openSync', 'ENOSPC'],
+    ['writing the temporary file fails (EIO)', 'writeSync', 'EIO'],
+    ['the rename fails (EACCES)', 'renameSync', 'EACCES'],
+    ['the shard folder keeps vanishing (ENOENT, twice)', 'openSync', 'ENOENT'],
+  ];
+  for (const [what, call, code] of failures) {
+    it(`keeps the previous file when ${what}, leaving no temporary file`, async (t) => {
+      const { dir, errors, make } = setup(t);
+      const s = make({ syncWrites: true });
+      const id = generateId();
+      await s.set(id, { v: 'previous' }, MINUTE);
+      const file = fileOf(dir, id);
+      const before = readFileSync(file);
+      t.mock.method(fsCalls, call, () => {
+        throw fsError(code);
+      });
+      await assert.rejects(s.set(id, { v: 'next' }, MINUTE), (err: unknown) => err instanceof StorageError && err.status === 503 && err.message.includes(code));
+      t.mock.restoreAll();
+      assert.deepEqual(readFileSync(file), before);
+      assert.deepEqual(readdirSync(join(file, '..')), [hashOf(id)], 'no temporary file left');
+      assert.deepEqual(await s.get(id), { v: 'previous' });
+      assert.deepEqual(errors, []);
+    });
+  }
 });
