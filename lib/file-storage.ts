@@ -17,7 +17,7 @@
  * the first two hex digits of the hash.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, constants as fsc, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, constants as fsc, lstatSync, mkdirSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ import { ExpiringCache } from './cache.js';
 import { type Duration, describe, parseDuration } from './duration.js';
 import { StorageError } from './errors.js';
 import type { SessionData, Storage } from './storage.js';
+import { Writer } from './writer.js';
 
 /** Options of {@link FileStorage}. */
 export interface FileStorageOptions {
@@ -43,14 +44,12 @@ export interface FileStorageOptions {
   /** `fsync` each file (and its folder) before answering, for durability across power loss. @default false */
   fsync?: boolean;
   /**
-   * Write session files with synchronous calls on the event loop instead of the thread pool's
-   * round trips. On a local disk a write (create, write, rename) holds the event loop for about
-   * 0.1 ms and costs half the CPU of the asynchronous path (measured in bench/RESULTS.md), which
-   * is what lets file writes keep up with the disk. Set `false` for a network file system or a
-   * slow disk, where one write could stall every request.
-   * @default true, unless `fsync` is set
+   * Write session files on one dedicated thread with synchronous calls (a message round trip
+   * per write) instead of four trips through Node's thread pool: half the CPU per file write,
+   * and more writes per second when cores are free (see lib/writer.ts). `false` uses the pool.
+   * @default true
    */
-  syncWrites?: boolean;
+  writerThread?: boolean;
   /**
    * What to do when the folder is open to other users or owned by another user:
    * `'throw'` refuses it at construction, `'warn'` reports it to `onError` and goes on.
@@ -68,7 +67,7 @@ export interface FileStorageOptions {
  * tests can make them fail or wait (`t.mock.method(fsCalls, 'rename', …)`), which `chmod` cannot
  * do for root. Not exported by the package's entry point.
  */
-export const fsCalls = { open, rename, openSync, writeSync, renameSync };
+export const fsCalls = { open, rename };
 
 /** Magic and version of the file format. */
 const MAGIC = 'BS1 ';
@@ -86,8 +85,6 @@ const BAD_FILE_AGE_MS = 7 * 86_400_000;
 const FOREIGN_TMP_AGE_MS = 3_600_000;
 /** The largest session file read; a bigger one is set aside unread. The server's sessionMaxSize defaults to 1 MiB. */
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;
-/** A new temporary file: created exclusively, never through a link. */
-const WRITE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 /** How many files the sweep works on at once. */
 const SWEEP_CONCURRENCY = 16;
 
@@ -176,7 +173,8 @@ export class FileStorage implements Storage {
   readonly #cache: ExpiringCache<string, Entry>;
   readonly #now: () => number;
   readonly #fsync: boolean;
-  readonly #syncWrites: boolean;
+  /** The writer thread, unless `writerThread: false`. */
+  readonly #writer: Writer | undefined;
   readonly #onError: (error: Error) => void;
   readonly #token = randomBytes(6).toString('hex');
   #seq = 0;
@@ -205,7 +203,7 @@ export class FileStorage implements Storage {
       maxInMemory = 10_000,
       sweepInterval = '10m',
       fsync = false,
-      syncWrites = !fsync,
+      writerThread = true,
       insecureFolder = 'throw',
       onError = (err: Error) => process.stderr.write(`bare-session: ${err.message}\n`),
       now = Date.now,
@@ -213,7 +211,7 @@ export class FileStorage implements Storage {
     if (typeof path !== 'string' || path === '') throw new TypeError(`option path is invalid: ${describe(path)}`);
     if (!Number.isInteger(maxInMemory) || maxInMemory < 1) throw new TypeError(`option maxInMemory is invalid: ${describe(maxInMemory)} (expected a positive integer)`);
     if (typeof fsync !== 'boolean') throw new TypeError(`option fsync is invalid: ${describe(fsync)} (expected true or false)`);
-    if (typeof syncWrites !== 'boolean') throw new TypeError(`option syncWrites is invalid: ${describe(syncWrites)} (expected true or false)`);
+    if (typeof writerThread !== 'boolean') throw new TypeError(`option writerThread is invalid: ${describe(writerThread)} (expected true or false)`);
     if (insecureFolder !== 'throw' && insecureFolder !== 'warn') throw new TypeError(`option insecureFolder is invalid: ${describe(insecureFolder)} (expected 'throw' or 'warn')`);
     if (typeof onError !== 'function') throw new TypeError(`option onError is invalid: ${describe(onError)}`);
     if (typeof now !== 'function') throw new TypeError(`option now is invalid: ${describe(now)}`);
@@ -222,7 +220,7 @@ export class FileStorage implements Storage {
     this.path = path;
     this.#now = now;
     this.#fsync = fsync;
-    this.#syncWrites = syncWrites;
+    this.#writer = writerThread ? new Writer() : undefined;
     this.#onError = onError;
     this.#openFolder(insecureFolder);
     this.#cache = new ExpiringCache<string, Entry>({ ttl: '24h', max: maxInMemory, now });
@@ -319,6 +317,7 @@ export class FileStorage implements Storage {
     await Promise.all([...this.#loading.values()].map((loading) => loading.catch(() => undefined)));
     await this.flush();
     await Promise.all([...this.#queues.keys()].map((hash) => this.#settled(hash)));
+    await this.#writer?.close();
     this.#cache.close();
     LIVE.delete(this.#token);
   }
@@ -518,8 +517,11 @@ export class FileStorage implements Storage {
       }
       const tmp = `${file}.${process.pid}-${this.#token}-${this.#seq++}.tmp`;
       try {
-        if (this.#syncWrites) this.#writeAtomicSync(tmp, file, content);
-        else await this.#writeAtomic(tmp, file, content);
+        if (this.#writer !== undefined) {
+          await this.#writer.write(tmp, file, content, this.#fsync);
+          return;
+        }
+        await this.#writeAtomic(tmp, file, content);
         break;
       } catch (err) {
         if (errCode(err) !== 'ENOENT' || attempt === 2) throw err;
@@ -533,7 +535,7 @@ export class FileStorage implements Storage {
   async #writeAtomic(tmp: string, file: string, content: string): Promise<void> {
     let fh: FileHandle | undefined;
     try {
-      fh = await fsCalls.open(tmp, WRITE_FLAGS, 0o600);
+      fh = await fsCalls.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       await fh.writeFile(content);
       if (this.#fsync) await fh.sync();
       await fh.close();
@@ -542,29 +544,6 @@ export class FileStorage implements Storage {
     } catch (err) {
       await fh?.close().catch(() => undefined);
       await unlinkQuiet(tmp).catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /** The same as `#writeAtomic` with synchronous calls (see the `syncWrites` option). */
-  #writeAtomicSync(tmp: string, file: string, content: string): void {
-    let fd: number | undefined;
-    try {
-      fd = fsCalls.openSync(tmp, WRITE_FLAGS, 0o600);
-      const bytes = Buffer.from(content);
-      let written = 0;
-      while (written < bytes.length) written += fsCalls.writeSync(fd, bytes, written);
-      if (this.#fsync) fsyncSync(fd);
-      closeSync(fd);
-      fd = undefined;
-      fsCalls.renameSync(tmp, file);
-    } catch (err) {
-      try {
-        if (fd !== undefined) closeSync(fd);
-        unlinkSync(tmp);
-      } catch {
-        // Never created, or already gone.
-      }
       throw err;
     }
   }
