@@ -1,0 +1,802 @@
+/**
+ * The benchmark: the seed program's routes (/set, /get, /del) on bare-session (MemoryStorage and
+ * FileStorage), on the peers a user would pick instead (express-session, session-file-store,
+ * @fastify/session), and on a floor (bare node:http with a Map), one after another in one run,
+ * plus what the disk allows for temp-file-plus-rename writes.
+ *
+ *   cd bench && npm install && npm run bench          10 s per measurement
+ *   npm run bench:quick                               3 s per measurement (smoke run)
+ *   npm run bench -- --duration 20 --only floor,memory
+ *   npm run bench -- --rounds 3                       the whole sequence 3 times, medians reported
+ *
+ * For each server: start it (`node --import tsx …`, with PORT and a fresh TMPDIR), check that it
+ * answers right (a server that fails is reported, not timed), create 2 000 sessions, warm up,
+ * then time three scenarios with autocannon (50 connections): read (/get with one of the 2 000
+ * cookies, rotating per request), write (/set, same cookies), new (/set without a cookie).
+ * Every server runs under `--import tsx`, even the .mjs ones, so that RSS compares like with
+ * like (the loader costs about 30 MB).
+ *
+ * Writes bench/RESULTS.md (keeping the "Why" section written by hand and the "Scale" section
+ * that scale.ts writes) and
+ * bench/results.svg. Only 127.0.0.1 is ever contacted. Every child server is killed at the end,
+ * whatever happens.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
+import { Agent, request as httpRequest } from 'node:http';
+import { type AddressInfo, connect, createServer as createNetServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+const { values: flags } = parseArgs({
+  options: {
+    duration: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '1' },
+  },
+});
+const DURATION = flags.duration !== undefined ? Number(flags.duration) : flags.quick ? 3 : 10;
+const CONNECTIONS = Number(flags.connections);
+const ROUNDS = Number(flags.rounds);
+if (!(DURATION > 0) || !Number.isInteger(CONNECTIONS) || CONNECTIONS < 1 || !Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  console.error('usage: run.ts [--quick] [--duration SECONDS] [--rounds N] [--connections N] [--only key,key]');
+  process.exit(2);
+}
+const WARMUP = Math.min(2, Math.max(1, Math.round(DURATION / 5)));
+const SESSIONS = 2_000;
+const HOST = '127.0.0.1';
+
+const BENCH = fileURLToPath(new URL('.', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// ---------------------------------------------------------------------------------------------
+// The servers and scenarios
+
+interface ServerSpec {
+  key: string;
+  label: string;
+  colour: string;
+  cwd: string;
+  script: string;
+  env?: Record<string, string>;
+}
+
+const SERVERS: ServerSpec[] = [
+  { key: 'floor', label: 'floor: node:http + Map', colour: '#7f7f7f', cwd: BENCH, script: 'servers/floor.mjs' },
+  { key: 'memory', label: 'bare-session MemoryStorage', colour: '#1f77b4', cwd: ROOT, script: 'examples/memory.ts' },
+  { key: 'file', label: 'bare-session FileStorage', colour: '#2ca02c', cwd: ROOT, script: 'examples/file.ts' },
+  { key: 'express', label: 'express-session MemoryStore', colour: '#ff7f0e', cwd: BENCH, script: 'servers/express.mjs' },
+  { key: 'express-file', label: 'express-session + session-file-store', colour: '#d62728', cwd: BENCH, script: 'servers/express.mjs', env: { STORE: 'file' } },
+  { key: 'fastify', label: '@fastify/session', colour: '#9467bd', cwd: BENCH, script: 'servers/fastify.mjs' },
+];
+
+type ScenarioKey = 'read' | 'write' | 'new';
+const SCENARIOS: { key: ScenarioKey; path: string; withCookie: boolean; what: string }[] = [
+  { key: 'read', path: '/get', withCookie: true, what: `/get with one of ${SESSIONS} sessions` },
+  { key: 'write', path: '/set', withCookie: true, what: `/set with one of ${SESSIONS} sessions` },
+  { key: 'new', path: '/set', withCookie: false, what: '/set without a cookie' },
+];
+
+interface Measurement {
+  rps: number;
+  p99: number;
+  rssMb: number;
+  /** CPU time of the server process (all its threads) per request, in microseconds. */
+  cpuUs: number;
+  /** CPU use of the server and of the load generator (this process), in % of one core. */
+  serverCpu: number;
+  clientCpu: number;
+  total: number;
+  problems: string[];
+}
+
+interface ServerResult {
+  spec: ServerSpec;
+  failed?: string;
+  scenarios: Partial<Record<ScenarioKey, Measurement>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// autocannon (CommonJS, without types: the little we use, typed here)
+
+interface CannonRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+}
+interface CannonOptions {
+  url: string;
+  connections: number;
+  duration: number;
+  requests: { method: string; path: string; setupRequest?: (req: CannonRequest) => CannonRequest }[];
+}
+interface CannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number };
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+}
+const autocannon = createRequire(import.meta.url)('autocannon') as (options: CannonOptions) => Promise<CannonResult>;
+
+// ---------------------------------------------------------------------------------------------
+// Children and temporary folders: whatever happens, nothing is left behind
+
+const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+
+function cleanupSync(): void {
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+process.on('exit', cleanupSync);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    console.error(`\n${signal}: stopping the servers`);
+    cleanupSync();
+    process.exit(130);
+  });
+}
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** A free TCP port on 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createNetServer();
+    srv.once('error', reject);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+interface Running {
+  child: ChildProcess;
+  port: number;
+  dir: string;
+  output: () => string;
+}
+
+async function startServer(spec: ServerSpec): Promise<Running> {
+  const port = await freePort();
+  const dir = tempDir(`bs-bench-${spec.key}-`);
+  const child = spawn(process.execPath, ['--import', 'tsx', spec.script], {
+    cwd: spec.cwd,
+    env: { ...process.env, ...spec.env, PORT: String(port), TMPDIR: dir, NODE_ENV: 'production' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  // Drain the pipes (a full pipe would block the server); keep the tail for error messages.
+  let tail = '';
+  const keep = (chunk: Buffer): void => {
+    tail = (tail + chunk.toString()).slice(-2000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const running: Running = { child, port, dir, output: () => tail.trim() };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`exited (${child.exitCode ?? child.signalCode}) before listening: ${running.output()}`);
+    }
+    if (await canConnect(port)) return running;
+    if (Date.now() > deadline) throw new Error(`not listening after 30 s: ${running.output()}`);
+    await sleep(100);
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, HOST);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** SIGTERM (bare-session then closes its storage), SIGKILL after 10 s; removes its TMPDIR. */
+async function stopServer(running: Running): Promise<void> {
+  const { child } = running;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  children.delete(child);
+  removeTempDir(running.dir);
+}
+
+function rssMb(pid: number | undefined): number {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? NaN : Number(m[1]) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+const CLK_TCK = ((): number => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU time (user + system, all threads) of a process so far, in microseconds, from /proc. */
+function cpuTimeUs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) / CLK_TCK) * 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// One request, for the checks and for creating sessions
+
+interface Reply {
+  status: number;
+  body: string;
+  contentType: string;
+  /** `name=value` of the first Set-Cookie, if any. */
+  cookie: string | undefined;
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+
+function send(port: number, path: string, cookie?: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: HOST, port, path, agent, headers: cookie === undefined ? {} : { cookie } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        const set = res.headers['set-cookie']?.[0];
+        resolve({
+          status: res.statusCode ?? 0,
+          body,
+          contentType: String(res.headers['content-type'] ?? ''),
+          cookie: set === undefined ? undefined : (set.split(';', 1)[0] as string),
+        });
+      });
+      res.on('error', reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`GET ${path} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Checks the seed's semantics; returns what is wrong, or undefined. */
+async function check(port: number): Promise<string | undefined> {
+  const now = Math.floor(Date.now() / 1000);
+  const anon = await send(port, '/get');
+  if (anon.status !== 200 || anon.body !== '{}') return `/get without a cookie answered ${anon.status} ${JSON.stringify(anon.body)}, expected {}`;
+  if (anon.cookie !== undefined) return '/get without a cookie issued a cookie (a read must create no session)';
+  const set = await send(port, '/set');
+  if (set.status !== 200 || set.body !== 'ok') return `/set answered ${set.status} ${JSON.stringify(set.body)}, expected ok`;
+  let jar = set.cookie;
+  if (jar === undefined) return '/set issued no cookie';
+  const get = await send(port, '/get', jar);
+  jar = get.cookie ?? jar;
+  const m = /^\{"time":(\d+)\}$/.exec(get.body);
+  if (get.status !== 200 || m === null) return `/get with the cookie answered ${get.status} ${JSON.stringify(get.body)}, expected {"time":N}`;
+  if (Math.abs(Number(m[1]) - now) > 5) return `/get answered time ${m[1]}, not about ${now}`;
+  if (!get.contentType.startsWith('application/json')) return `/get answered Content-Type ${JSON.stringify(get.contentType)}`;
+  const del = await send(port, '/del', jar);
+  jar = del.cookie ?? jar;
+  if (del.status !== 200 || del.body !== 'ok') return `/del answered ${del.status} ${JSON.stringify(del.body)}, expected ok`;
+  const after = await send(port, '/get', jar);
+  if (after.status !== 200 || after.body !== '{}') return `/get after /del answered ${after.status} ${JSON.stringify(after.body)}, expected {}`;
+  return undefined;
+}
+
+/** Creates `count` sessions with /set (no cookie), CONNECTIONS at a time; their cookies. */
+async function createSessions(port: number, count: number): Promise<string[]> {
+  const cookies: string[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      next++;
+      const r = await send(port, '/set');
+      if (r.status !== 200 || r.cookie === undefined) throw new Error(`/set answered ${r.status} without a cookie while creating sessions`);
+      cookies.push(r.cookie);
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
+  if (new Set(cookies).size !== count) throw new Error('two sessions got the same cookie');
+  return cookies;
+}
+
+/** After a scenario: do some of the 2 000 sessions still read back as {"time":N}? */
+async function spotCheck(port: number, cookies: readonly string[]): Promise<string | undefined> {
+  let bad = 0;
+  const sample = 20;
+  for (let i = 0; i < sample; i++) {
+    const r = await send(port, '/get', cookies[Math.floor((i * cookies.length) / sample)]);
+    if (r.status !== 200 || !/^\{"time":\d+\}$/.test(r.body)) bad++;
+  }
+  return bad === 0 ? undefined : `${bad} of ${sample} sessions no longer read back afterwards`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+async function load(port: number, path: string, cookies: readonly string[] | undefined, seconds: number): Promise<CannonResult> {
+  let i = 0;
+  const setupRequest =
+    cookies === undefined
+      ? undefined
+      : (req: CannonRequest): CannonRequest => {
+          req.headers['cookie'] = cookies[i++ % cookies.length] as string;
+          return req;
+        };
+  return autocannon({
+    url: `http://${HOST}:${port}`,
+    connections: CONNECTIONS,
+    duration: seconds,
+    requests: [setupRequest === undefined ? { method: 'GET', path } : { method: 'GET', path, setupRequest }],
+  });
+}
+
+async function benchServer(spec: ServerSpec): Promise<ServerResult> {
+  const result: ServerResult = { spec, scenarios: {} };
+  let running: Running | undefined;
+  try {
+    running = await startServer(spec);
+    const pid = running.child.pid;
+    const wrong = await check(running.port);
+    if (wrong !== undefined) {
+      result.failed = `check failed: ${wrong}`;
+      return result;
+    }
+    const cookies = await createSessions(running.port, SESSIONS);
+    await load(running.port, '/get', cookies, WARMUP);
+    for (const sc of SCENARIOS) {
+      const cpu0 = cpuTimeUs(pid);
+      const client0 = process.cpuUsage();
+      const t0 = performance.now();
+      const r = await load(running.port, sc.path, sc.withCookie ? cookies : undefined, DURATION);
+      const wallUs = (performance.now() - t0) * 1000;
+      const serverUs = cpuTimeUs(pid) - cpu0;
+      const client = process.cpuUsage(client0);
+      const rss = rssMb(pid);
+      const problems: string[] = [];
+      if (r.errors > 0) problems.push(`${r.errors} errors`);
+      if (r.timeouts > 0) problems.push(`${r.timeouts} timeouts`);
+      if (r.non2xx > 0) problems.push(`${r.non2xx} non-2xx`);
+      if (running.child.exitCode !== null || running.child.signalCode !== null) {
+        problems.push(`server died: ${running.output()}`);
+      } else if (sc.withCookie) {
+        const lost = await spotCheck(running.port, cookies);
+        if (lost !== undefined) problems.push(lost);
+      }
+      const m: Measurement = {
+        rps: r.requests.average,
+        p99: r.latency.p99,
+        rssMb: rss,
+        cpuUs: serverUs / Math.max(1, r.requests.total),
+        serverCpu: (100 * serverUs) / wallUs,
+        clientCpu: (100 * (client.user + client.system)) / wallUs,
+        total: r.requests.total,
+        problems,
+      };
+      result.scenarios[sc.key] = m;
+      console.log(
+        `  ${sc.key.padEnd(5)} ${fmtInt(m.rps).padStart(8)} req/s  p99 ${fmtMs(m.p99).padStart(6)} ms  ${m.cpuUs.toFixed(0).padStart(5)} µs CPU/req  CPU server ${m.serverCpu.toFixed(0)}% client ${m.clientCpu.toFixed(0)}%  RSS ${rss.toFixed(0)} MB${problems.length > 0 ? `  (${problems.join('; ')})` : ''}`,
+      );
+      if (problems.some((p) => p.startsWith('server died'))) break;
+    }
+  } catch (err) {
+    result.failed = `${(err as Error).message}`;
+  } finally {
+    if (running !== undefined) await stopServer(running);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the disk allows: 50 async writers, temp file (open wx 0600, write, close) + rename
+
+interface DiskResult {
+  rate: number;
+  writes: number;
+  bytes: number;
+  /** CPU time of this process per write (the thread pool's included), and the kernel's share. */
+  cpuUs: number;
+  systemShare: number;
+}
+
+async function diskRate(seconds: number): Promise<DiskResult> {
+  const dir = tempDir('bs-bench-disk-');
+  // The layout of FileStorage: 2 000 targets spread over shard folders named by 2 hex digits.
+  const targets = Array.from({ length: SESSIONS }, (_, i) => {
+    const shard = (i % 256).toString(16).padStart(2, '0');
+    return join(dir, shard, `target-${i}`);
+  });
+  for (let s = 0; s < 256; s++) mkdirSync(join(dir, s.toString(16).padStart(2, '0')), { mode: 0o700 });
+  // ~100 bytes: a 21-byte header and a session of about 80 bytes of JSON.
+  const content = `BS1 0001763778060000\n${JSON.stringify({ time: 1763778000, user: 'someone@example.com', pad: 'x'.repeat(22) })}`;
+  let stop = false;
+  let writes = 0;
+  let seq = 0;
+  const writer = async (): Promise<void> => {
+    while (!stop) {
+      const target = targets[Math.floor(Math.random() * targets.length)] as string;
+      const tmp = `${target}.${seq++}.tmp`;
+      const fh = await open(tmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(content);
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, target);
+      writes++;
+    }
+  };
+  const cpu0 = process.cpuUsage();
+  const started = performance.now();
+  const timer = setTimeout(() => (stop = true), seconds * 1000);
+  await Promise.all(Array.from({ length: CONNECTIONS }, writer));
+  clearTimeout(timer);
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  removeTempDir(dir);
+  return { rate: writes / elapsed, writes, bytes: Buffer.byteLength(content), cpuUs: (cpu.user + cpu.system) / Math.max(1, writes), systemShare: cpu.system / Math.max(1, cpu.user + cpu.system) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+function fmtInt(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–';
+}
+function fmtMs(n: number): string {
+  return Number.isFinite(n) ? (n >= 100 ? n.toFixed(0) : n.toFixed(1)) : '–';
+}
+function fmtRatio(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '–';
+  return `${n >= 10 ? n.toFixed(1) : n.toFixed(2)}×`;
+}
+function fmtShort(n: number): string {
+  if (n >= 10_000) return `${(n / 1000).toFixed(1)}k`;
+  if (n >= 1_000) return `${(n / 1000).toFixed(2)}k`;
+  return n.toFixed(0);
+}
+function escapeXml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+type Row = string[];
+
+function resultRows(results: ServerResult[]): Row[] {
+  const floor = results.find((r) => r.spec.key === 'floor');
+  const rows: Row[] = [];
+  for (const sc of SCENARIOS) {
+    const base = floor?.scenarios[sc.key];
+    for (const r of results) {
+      const m = r.scenarios[sc.key];
+      if (m === undefined) {
+        rows.push([sc.key, r.spec.label, '–', '', '–', '', '–', '', '–', '–', '', (r.failed ?? 'not measured').replace(/\s+/g, ' ').slice(0, 300)]);
+        continue;
+      }
+      rows.push([
+        sc.key,
+        r.spec.label,
+        fmtInt(m.rps),
+        fmtRatio(base === undefined ? undefined : m.rps / base.rps),
+        fmtMs(m.p99),
+        fmtRatio(base === undefined ? undefined : m.p99 / base.p99),
+        m.cpuUs.toFixed(0),
+        fmtRatio(base === undefined ? undefined : m.cpuUs / base.cpuUs),
+        `${m.serverCpu.toFixed(0)} / ${m.clientCpu.toFixed(0)}`,
+        m.rssMb.toFixed(0),
+        fmtRatio(base === undefined ? undefined : m.rssMb / base.rssMb),
+        m.problems.join('; '),
+      ]);
+    }
+  }
+  return rows;
+}
+
+const HEADER: Row = ['scenario', 'server', 'req/s', '×floor', 'p99 ms', '×floor', 'CPU µs/req', '×floor', 'CPU % srv/load', 'RSS MB', '×floor', 'notes'];
+const NUMERIC = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10]);
+
+function textTable(header: Row, rows: Row[], right: Set<number> = NUMERIC): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: Row): string =>
+    r
+      .map((c, i) => (right.has(i) ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function mdTable(header: Row, rows: Row[], right: Set<number> = NUMERIC): string {
+  const esc = (c: string): string => c.replace(/\|/g, '\\|');
+  return [
+    `| ${header.map(esc).join(' | ')} |`,
+    `|${header.map((_, i) => (right.has(i) ? '---:' : '---')).join('|')}|`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
+}
+
+/**
+ * The team's targets, with what this run measured: the ratio of requests per second, and the
+ * ratio of CPU time per request (the other's over this one's), which is what the req/s ratio
+ * would be if both were bound by the server's CPU rather than by the load generator.
+ */
+const TARGET_HEADER: Row = ['target', 'req/s ratio', 'by CPU/req', 'required', 'met (req/s, CPU)'];
+
+function targetRows(results: ServerResult[], disk: DiskResult): Row[] {
+  const get = (key: string, sc: ScenarioKey): Measurement | undefined => results.find((r) => r.spec.key === key)?.scenarios[sc];
+  const rows: Row[] = [];
+  const fmt = (x: number | undefined): string => (x === undefined ? '–' : `${x >= 10 ? x.toFixed(1) : x.toFixed(3)}×`);
+  const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined || !Number.isFinite(a / b) ? undefined : a / b);
+  const yes = (x: number | undefined, min: number): string => (x === undefined ? '–' : x >= min ? 'yes' : 'no');
+  const add = (what: string, a: Measurement | undefined, b: { rps: number; cpuUs: number } | undefined, min: number): void => {
+    const byRps = ratio(a?.rps, b?.rps);
+    const byCpu = ratio(b?.cpuUs, a?.cpuUs);
+    rows.push([what, fmt(byRps), fmt(byCpu), `≥ ${min}×`, byRps === undefined && byCpu === undefined ? 'not measured' : `${yes(byRps, min)}, ${yes(byCpu, min)}`]);
+  };
+  for (const sc of ['read', 'write'] as const) {
+    add(`MemoryStorage ${sc} / floor`, get('memory', sc), get('floor', sc), 0.75);
+    add(`MemoryStorage ${sc} / @fastify/session`, get('memory', sc), get('fastify', sc), 3);
+    add(`MemoryStorage ${sc} / express-session`, get('memory', sc), get('express', sc), 10);
+  }
+  add('FileStorage read / floor', get('file', 'read'), get('floor', 'read'), 0.7);
+  add('FileStorage read / session-file-store', get('file', 'read'), get('express-file', 'read'), 30);
+  add('FileStorage write / session-file-store', get('file', 'write'), get('express-file', 'write'), 2.5);
+  add('FileStorage write / disk temp+rename rate', get('file', 'write'), Number.isFinite(disk.rate) ? { rps: disk.rate, cpuUs: disk.cpuUs } : undefined, 0.8);
+  add('FileStorage new / session-file-store', get('file', 'new'), get('express-file', 'new'), 2.5);
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chart: grouped bars per scenario, one colour per server, values on the bars
+
+function svgChart(results: ServerResult[], measuredDisk: number, subtitle: string): string {
+  const disk = Number.isFinite(measuredDisk) ? measuredDisk : 0;
+  const W = 960;
+  const H = 540;
+  const left = 70;
+  const right = 20;
+  const top = 60;
+  const bottom = 150;
+  const plotW = W - left - right;
+  const plotH = H - top - bottom;
+  const values = results.flatMap((r) => Object.values(r.scenarios).map((m) => m.rps));
+  const rawMax = Math.max(1, disk, ...values.filter(Number.isFinite));
+  const magnitude = 10 ** Math.floor(Math.log10(rawMax));
+  const step = [1, 2, 2.5, 5, 10].map((f) => f * magnitude).find((s) => rawMax / s <= 6) ?? magnitude * 10;
+  const max = Math.ceil(rawMax / step) * step;
+  const y = (v: number): number => top + plotH - (v / max) * plotH;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif">`);
+  out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
+  out.push(`<text x="${W / 2}" y="24" text-anchor="middle" font-size="18" font-weight="bold">Requests per second (higher is better)</text>`);
+  out.push(`<text x="${W / 2}" y="44" text-anchor="middle" font-size="12" fill="#555">${escapeXml(subtitle)}</text>`);
+  for (let v = 0; v <= max + step / 2; v += step) {
+    out.push(`<line x1="${left}" x2="${W - right}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e0e0e0"/>`);
+    out.push(`<text x="${left - 8}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" font-size="11" fill="#555">${fmtShort(v)}</text>`);
+  }
+  out.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + plotH}" stroke="#333"/>`);
+  out.push(`<line x1="${left}" x2="${W - right}" y1="${top + plotH}" y2="${top + plotH}" stroke="#333"/>`);
+  const groupW = plotW / SCENARIOS.length;
+  const barW = Math.min(48, (groupW * 0.8) / results.length);
+  SCENARIOS.forEach((sc, g) => {
+    const x0 = left + g * groupW + (groupW - barW * results.length) / 2;
+    results.forEach((r, i) => {
+      const x = x0 + i * barW;
+      const m = r.scenarios[sc.key];
+      if (m === undefined || !Number.isFinite(m.rps)) {
+        out.push(`<text x="${(x + barW / 2).toFixed(1)}" y="${top + plotH - 6}" text-anchor="middle" font-size="10" fill="#b00" transform="rotate(-90 ${(x + barW / 2).toFixed(1)} ${top + plotH - 6})">${r.failed !== undefined ? 'failed' : 'n/a'}</text>`);
+        return;
+      }
+      const h = Math.max(1, top + plotH - y(m.rps));
+      out.push(`<rect x="${(x + 2).toFixed(1)}" y="${(top + plotH - h).toFixed(1)}" width="${(barW - 4).toFixed(1)}" height="${h.toFixed(1)}" fill="${r.spec.colour}"><title>${escapeXml(`${r.spec.label}, ${sc.key}: ${fmtInt(m.rps)} req/s, p99 ${fmtMs(m.p99)} ms, RSS ${m.rssMb.toFixed(0)} MB`)}</title></rect>`);
+      out.push(`<text x="${(x + barW / 2).toFixed(1)}" y="${(top + plotH - h - 4).toFixed(1)}" text-anchor="middle" font-size="10" fill="#222">${fmtShort(m.rps)}</text>`);
+    });
+    out.push(`<text x="${(left + g * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 20}" text-anchor="middle" font-size="14" font-weight="bold">${sc.key}</text>`);
+    out.push(`<text x="${(left + g * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 36}" text-anchor="middle" font-size="11" fill="#555">${escapeXml(sc.what)}</text>`);
+    if (sc.key === 'write' && disk > 0) {
+      const x1 = left + g * groupW + 6;
+      const x2 = left + (g + 1) * groupW - 6;
+      out.push(`<line x1="${x1.toFixed(1)}" x2="${x2.toFixed(1)}" y1="${y(disk).toFixed(1)}" y2="${y(disk).toFixed(1)}" stroke="#000" stroke-dasharray="6 4"/>`);
+      out.push(`<text x="${(x1 - 2).toFixed(1)}" y="${(y(disk) - 4).toFixed(1)}" font-size="10">disk</text>`);
+    }
+  });
+  const legendTop = top + plotH + 60;
+  results.forEach((r, i) => {
+    const col = i % 3;
+    const row = Math.floor(i / 3);
+    const x = left + col * 290;
+    const yy = legendTop + row * 22;
+    out.push(`<rect x="${x}" y="${yy}" width="14" height="14" fill="${r.spec.colour}"/>`);
+    out.push(`<text x="${x + 20}" y="${yy + 12}" font-size="12">${escapeXml(r.spec.label)}${r.failed !== undefined ? ' (failed)' : ''}</text>`);
+  });
+  if (disk > 0) {
+    const yy = legendTop + Math.ceil(results.length / 3) * 22;
+    out.push(`<line x1="${left}" x2="${left + 14}" y1="${yy + 7}" y2="${yy + 7}" stroke="#000" stroke-dasharray="4 3"/>`);
+    out.push(`<text x="${left + 20}" y="${yy + 12}" font-size="12">${escapeXml(`disk: temp file + rename, ${CONNECTIONS} writers: ${fmtInt(disk)} writes/s (what FileStorage writes can reach)`)}</text>`);
+  }
+  out.push(`<text x="16" y="${top + plotH / 2}" text-anchor="middle" font-size="12" fill="#555" transform="rotate(-90 16 ${top + plotH / 2})">requests / s</text>`);
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounds: the median of each figure over the rounds
+
+function median(values: number[]): number {
+  const v = values.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
+}
+
+function combine(spec: ServerSpec, runs: ServerResult[]): ServerResult {
+  if (runs.length === 1) return runs[0] as ServerResult;
+  const failedAt = runs.findIndex((r) => r.failed !== undefined);
+  if (failedAt !== -1) return { spec, failed: `round ${failedAt + 1}: ${runs[failedAt]?.failed}`, scenarios: {} };
+  const out: ServerResult = { spec, scenarios: {} };
+  for (const sc of SCENARIOS) {
+    const ms = runs.map((r) => r.scenarios[sc.key]).filter((m): m is Measurement => m !== undefined);
+    if (ms.length === 0) continue;
+    const med = (f: (m: Measurement) => number): number => median(ms.map(f));
+    out.scenarios[sc.key] = {
+      rps: med((m) => m.rps),
+      p99: med((m) => m.p99),
+      rssMb: med((m) => m.rssMb),
+      cpuUs: med((m) => m.cpuUs),
+      serverCpu: med((m) => m.serverCpu),
+      clientCpu: med((m) => m.clientCpu),
+      total: med((m) => m.total),
+      problems: [...new Set(ms.flatMap((m) => m.problems))],
+    };
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  const only = flags.only?.split(',').map((s) => s.trim());
+  const servers = only === undefined ? SERVERS : SERVERS.filter((s) => only.includes(s.key));
+  if (servers.length === 0) throw new Error(`--only matched no server; keys: ${SERVERS.map((s) => s.key).join(', ')}`);
+  const cpuModel = cpus()[0]?.model ?? 'unknown';
+  const argv = process.argv.slice(2);
+  const invocation = argv.length === 1 && argv[0] === '--quick' ? 'npm run bench:quick' : `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  const started = new Date();
+  console.log(`bare-session benchmark: Node ${process.version}, ${cpus().length} cores (${cpuModel}), ${CONNECTIONS} connections, ${DURATION} s per measurement, ${WARMUP} s warm-up`);
+
+  // The disk is measured right before FileStorage, so that both see the same disk weather.
+  const disks: DiskResult[] = [];
+  const measureDisk = async (): Promise<void> => {
+    console.log(`\ndisk: temp file + rename, ${CONNECTIONS} writers, ${SESSIONS} targets, ${DURATION} s`);
+    const d = await diskRate(DURATION);
+    console.log(`  ${fmtInt(d.rate)} writes/s, ${d.cpuUs.toFixed(0)} µs CPU per write (${(100 * d.systemShare).toFixed(0)}% in the kernel)`);
+    disks.push(d);
+  };
+  const rounds = new Map<string, ServerResult[]>(servers.map((s) => [s.key, []]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    if (ROUNDS > 1) console.log(`\n=== round ${round} of ${ROUNDS}`);
+    for (const spec of servers) {
+      if (spec.key === 'file') await measureDisk();
+      console.log(`\n${spec.label}  (node --import tsx ${spec.script}${spec.env === undefined ? '' : `, ${Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).join(' ')}`})`);
+      const r = await benchServer(spec);
+      if (r.failed !== undefined) console.log(`  FAILED, not timed: ${r.failed}`);
+      rounds.get(spec.key)?.push(r);
+      await sleep(500);
+    }
+    if (!servers.some((s) => s.key === 'file')) await measureDisk();
+  }
+  const results = servers.map((spec) => combine(spec, rounds.get(spec.key) ?? []));
+  const disk: DiskResult = {
+    rate: median(disks.map((d) => d.rate)),
+    writes: median(disks.map((d) => d.writes)),
+    bytes: disks[0]?.bytes ?? 0,
+    cpuUs: median(disks.map((d) => d.cpuUs)),
+    systemShare: median(disks.map((d) => d.systemShare)),
+  };
+  const rows = resultRows(results);
+  const targets = targetRows(results, disk);
+  console.log(`\n${textTable(HEADER, rows)}`);
+  console.log(`\ndisk temp+rename: ${fmtInt(disk.rate)} writes/s; FileStorage write: ${fmtRatio((results.find((r) => r.spec.key === 'file')?.scenarios.write?.rps ?? NaN) / disk.rate)} of it`);
+  console.log(`\n${textTable(TARGET_HEADER, targets, new Set([1, 2]))}`);
+
+  const subtitle = `${CONNECTIONS} connections, ${DURATION} s each${ROUNDS > 1 ? `, median of ${ROUNDS} rounds` : ''} · Node ${process.version} · ${cpus().length} cores · ${started.toISOString().slice(0, 10)}`;
+  writeFileSync(join(BENCH, 'results.svg'), svgChart(results, disk.rate, subtitle));
+
+  const resultsFile = join(BENCH, 'RESULTS.md');
+  let scale = '';
+  try {
+    const old = readFileSync(resultsFile, 'utf8');
+    // The hand-written "Why targets are not met" section and scale.ts's "Scale" section stay.
+    const at = old.search(/^## (Why|Scale)\b/m);
+    if (at !== -1) scale = old.slice(at);
+  } catch {
+    // First run: no previous file.
+  }
+  const md = `# Benchmark results
+
+Written by \`${invocation}\` (bench/run.ts)${DURATION < 10 ? ' — a short run: figures are indicative only' : ''}.
+
+- Date: ${started.toISOString()}
+- Node ${process.version}, ${cpus().length} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB
+- autocannon, ${CONNECTIONS} connections, ${DURATION} s per measurement, after ${WARMUP} s of warm-up per server; the load generator runs on the same machine${ROUNDS > 1 ? `\n- ${ROUNDS} rounds of the whole sequence; each figure is the median over the rounds` : ''}
+- ${SESSIONS} sessions created first with \`/set\`; **read** = \`/get\` and **write** = \`/set\` with one of their cookies, rotating per request; **new** = \`/set\` without a cookie
+- RSS: VmRSS of the server process at the end of each scenario. Every server runs as \`node --import tsx …\` (the loader adds about 30 MB to each)
+- CPU µs/req: CPU time of the server process (user + system, all threads, from /proc) per request; it depends less than req/s on what else the machine runs. CPU % srv/load: the server's and the load generator's CPU use during the scenario, in % of one core: a load generator near 100 % while the server is well under it means the figure is bounded by the client, not the server
+- ×floor: the ratio to the floor (bare node:http with a Map). For req/s higher is better; for p99, CPU and RSS lower is better
+
+![requests per second](results.svg)
+
+${mdTable(HEADER, rows)}
+
+## Disk: temp file + rename
+
+${CONNECTIONS} async writers on node:fs/promises, each writing a ${disk.bytes}-byte file as temp file (open \`wx\` 0600, write, close) + rename over one of ${SESSIONS} targets (in 256 shard folders, like FileStorage), for ${DURATION} s, measured right before the FileStorage server: **${fmtInt(disk.rate)} writes/s** (${fmtInt(disk.writes)} writes), costing ${disk.cpuUs.toFixed(0)} µs of CPU per write, ${(100 * disk.systemShare).toFixed(0)} % of it in the kernel. On a machine this size the rate is bounded by CPU as much as by the disk, and during the HTTP benchmark the server shares the CPU with the load generator; compare FileStorage's CPU µs/req in the write scenario with this CPU per write plus MemoryStorage's CPU µs/req.
+
+## Targets
+
+${mdTable(TARGET_HEADER, targets, new Set([1, 2, 3]))}
+
+"req/s ratio" divides requests per second. "by CPU/req" divides the other side's CPU time per request by this one's (for the disk: its CPU per write): it is what the req/s ratio would be if both were bound by the server's CPU. On a 2-core machine that also runs the load generator, the fastest servers (the floor, MemoryStorage, @fastify/session) are often bound by the load generator instead (see "CPU % srv/load"), which squeezes their req/s ratios towards 1, so read both.
+
+## The servers
+
+- **floor** (\`servers/floor.mjs\`): node:http, a \`Map\` of sessions, no expiry, no persistence: cookie parse, a random 32-byte base64url id on the first write with \`Set-Cookie\`, JSON out.
+- **bare-session MemoryStorage / FileStorage**: \`examples/memory.ts\` and \`examples/file.ts\`, unchanged, from the repository root with \`PORT\` and \`TMPDIR\` set to a fresh temporary folder (FileStorage writes under it).
+- **express-session** (\`servers/express.mjs\`): express 5, \`saveUninitialized: false\`, \`resave: false\`, a secret, cookie not secure, \`maxAge\` 60 s; its MemoryStore, or **session-file-store** (\`STORE=file\`, \`ttl\` 60, defaults otherwise: it writes with write-file-atomic, which fsyncs, and rewrites the file on every read to record the access time).
+- **@fastify/session** (\`servers/fastify.mjs\`): fastify 5 with @fastify/cookie, \`saveUninitialized: false\`, \`rolling: false\` (its \`resave: false\`), a secret, cookie not secure, \`maxAge\` 60 s, its default memory store.
+- Each server's answers are checked before it is timed (\`/get\` without cookie → \`{}\` and no cookie; \`/set\` → a cookie; \`/get\` → \`{"time":N}\`; \`/del\` then \`/get\` → \`{}\`), and after each cookie scenario 20 of the 2 000 sessions must still read back.
+`;
+  writeFileSync(resultsFile, scale === '' ? md : `${md}\n${scale}`);
+  console.log(`\nwrote ${join(BENCH, 'RESULTS.md')} and ${join(BENCH, 'results.svg')}`);
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    agent.destroy();
+    cleanupSync();
+  });

@@ -1,0 +1,39 @@
+/**
+ * express 5 + express-session, with its MemoryStore (STORE unset) or session-file-store in
+ * $TMPDIR/sessions (STORE=file). The seed's three routes, with the same semantics.
+ *
+ *   PORT=3000 node servers/express.mjs            PORT=3000 STORE=file node servers/express.mjs
+ */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import express from 'express';
+import session from 'express-session';
+import sessionFileStore from 'session-file-store';
+
+const options = {
+  secret: 'bench secret: not a real one, long enough for everybody',
+  resave: false,
+  saveUninitialized: false,
+  cookie: { secure: false, httpOnly: true, sameSite: 'lax', maxAge: 60_000 },
+};
+if (process.env.STORE === 'file') {
+  const FileStore = sessionFileStore(session);
+  // ttl follows the cookie's maxAge (60 s); defaults otherwise (retries, write-file-atomic).
+  options.store = new FileStore({ path: join(tmpdir(), 'sessions'), ttl: 60 });
+}
+
+const app = express();
+app.disable('x-powered-by');
+app.use(session(options));
+app.all('/set', (req, res) => {
+  req.session.time = Math.floor(Date.now() / 1000);
+  res.type('text/plain').send('ok');
+});
+app.all('/get', (req, res) => {
+  res.json(req.session.time === undefined ? {} : { time: req.session.time });
+});
+app.all('/del', (req, res) => {
+  delete req.session.time;
+  res.type('text/plain').send('ok');
+});
+app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1');
