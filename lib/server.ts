@@ -13,7 +13,7 @@ import { type Duration, describe, parseDuration } from './duration.js';
 import { HttpError, SessionError, STATUS_TEXT } from './errors.js';
 import { FileStorage } from './file-storage.js';
 import { generateId, isValidId } from './id.js';
-import { Request } from './request.js';
+import { Request, type RequestContext } from './request.js';
 import { Response } from './response.js';
 import { type Method, Router, joinPath } from './router.js';
 import { Session, SessionManager } from './session.js';
@@ -229,6 +229,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
   readonly #router = new Router<RouteEntry<T>>();
   readonly #o: Resolved<T>;
   #manager: SessionManager | undefined;
+  #context: RequestContext | undefined;
   #storage: Storage | undefined;
   #http: HttpServer | undefined;
   #inFlight = 0;
@@ -460,13 +461,18 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     return this.#manager;
   }
 
-  /** Defaults of `r.cookie.set`: the server's `cookiePath`, `cookieDomain` and `cookieSameSite`. */
-  #userCookieDefaults(): CookieOptions {
-    const o = this.#o;
-    const c: CookieOptions = { path: o.cookiePath, sameSite: o.cookieSameSite };
-    if (o.cookieDomain !== undefined) c.domain = o.cookieDomain;
-    if (o.cookieSameSite === 'None') c.secure = true;
-    return c;
+  /**
+   * What every request is handed: the body limit, and the defaults of `r.cookie.set` (the
+   * session cookie's `Path`, `Domain` and `SameSite`, without `HttpOnly`). Built once, rebuilt
+   * after an option changes.
+   */
+  #requestContext(): RequestContext {
+    if (this.#context === undefined) {
+      const { httpOnly: _, ...cookieDefaults } = this.#cookieDefaults();
+      if (cookieDefaults.sameSite === 'None') cookieDefaults.secure = true;
+      this.#context = { bodyLimit: this.#o.bodyLimit, cookieDefaults };
+    }
+    return this.#context;
   }
 
   #cookieDefaults(): CookieOptions {
@@ -571,6 +577,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       default:
         throw new TypeError(`option ${String(key)} is unknown`);
     }
+    this.#context = undefined;
     // Session settings are read when the first request needs them; a change rebuilds them.
     if (key.startsWith('session') || key.startsWith('cookie') || key === 'now') {
       this.#manager?.close();
@@ -596,7 +603,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       return;
     }
     this.#inFlight++;
-    const r = new Request<Session<T>>(req, response, { bodyLimit: o.bodyLimit, cookieDefaults: this.#userCookieDefaults() }, match.kind === 'found' ? match.params : Object.create(null));
+    const r = new Request<Session<T>>(req, response, this.#requestContext(), match.kind === 'found' ? match.params : Object.create(null));
     try {
       const manager = this.#sessions();
       r.session = await manager.load<T>(manager.incomingId(r.cookie, (name) => r.header(name)));
