@@ -44,12 +44,14 @@ export interface FileStorageOptions {
   /** `fsync` each file (and its folder) before answering, for durability across power loss. @default false */
   fsync?: boolean;
   /**
-   * Write session files on one dedicated thread with synchronous calls (a message round trip
-   * per write) instead of four trips through Node's thread pool: half the CPU per file write,
-   * and more writes per second when cores are free (see lib/writer.ts). `false` uses the pool.
-   * @default true
+   * How many threads write session files, with synchronous calls (a message round trip per
+   * write, where Node's thread pool takes four trips). A session's file always goes to the same
+   * thread; each thread starts on its first write. More than one pays even on two cores: a write
+   * that replaces a file spends most of its time in the kernel, and four threads overlap it
+   * (see lib/writer.ts). `0` writes through Node's thread pool instead. An integer from 0 to 64.
+   * @default 4
    */
-  writerThread?: boolean;
+  writerThreads?: number;
   /**
    * What to do when the folder is open to other users or owned by another user:
    * `'throw'` refuses it at construction, `'warn'` reports it to `onError` and goes on.
@@ -173,7 +175,7 @@ export class FileStorage implements Storage {
   readonly #cache: ExpiringCache<string, Entry>;
   readonly #now: () => number;
   readonly #fsync: boolean;
-  /** The writer thread, unless `writerThread: false`. */
+  /** The writer threads, unless `writerThreads: 0`. */
   readonly #writer: Writer | undefined;
   readonly #onError: (error: Error) => void;
   readonly #token = randomBytes(6).toString('hex');
@@ -203,7 +205,7 @@ export class FileStorage implements Storage {
       maxInMemory = 10_000,
       sweepInterval = '10m',
       fsync = false,
-      writerThread = true,
+      writerThreads = 4,
       insecureFolder = 'throw',
       onError = (err: Error) => process.stderr.write(`bare-session: ${err.message}\n`),
       now = Date.now,
@@ -211,7 +213,7 @@ export class FileStorage implements Storage {
     if (typeof path !== 'string' || path === '') throw new TypeError(`option path is invalid: ${describe(path)}`);
     if (!Number.isInteger(maxInMemory) || maxInMemory < 1) throw new TypeError(`option maxInMemory is invalid: ${describe(maxInMemory)} (expected a positive integer)`);
     if (typeof fsync !== 'boolean') throw new TypeError(`option fsync is invalid: ${describe(fsync)} (expected true or false)`);
-    if (typeof writerThread !== 'boolean') throw new TypeError(`option writerThread is invalid: ${describe(writerThread)} (expected true or false)`);
+    if (!Number.isInteger(writerThreads) || writerThreads < 0 || writerThreads > 64) throw new TypeError(`option writerThreads is invalid: ${describe(writerThreads)} (expected an integer from 0 to 64)`);
     if (insecureFolder !== 'throw' && insecureFolder !== 'warn') throw new TypeError(`option insecureFolder is invalid: ${describe(insecureFolder)} (expected 'throw' or 'warn')`);
     if (typeof onError !== 'function') throw new TypeError(`option onError is invalid: ${describe(onError)}`);
     if (typeof now !== 'function') throw new TypeError(`option now is invalid: ${describe(now)}`);
@@ -220,7 +222,7 @@ export class FileStorage implements Storage {
     this.path = path;
     this.#now = now;
     this.#fsync = fsync;
-    this.#writer = writerThread ? new Writer() : undefined;
+    this.#writer = writerThreads > 0 ? new Writer(writerThreads) : undefined;
     this.#onError = onError;
     this.#openFolder(insecureFolder);
     this.#cache = new ExpiringCache<string, Entry>({ ttl: '24h', max: maxInMemory, now });
@@ -518,7 +520,7 @@ export class FileStorage implements Storage {
       const tmp = `${file}.${process.pid}-${this.#token}-${this.#seq++}.tmp`;
       try {
         if (this.#writer !== undefined) {
-          await this.#writer.write(tmp, file, content, this.#fsync);
+          await this.#writer.write(tmp, file, content, this.#fsync, Number.parseInt(hash.slice(0, 2), 16));
           return;
         }
         await this.#writeAtomic(tmp, file, content);

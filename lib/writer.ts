@@ -1,11 +1,12 @@
 /**
- * The writer thread of `FileStorage`: one worker that creates, writes and renames session files
- * with synchronous calls, so a write is one message round trip instead of four trips through
- * Node's thread pool. What it buys, measured on a 2-core machine: with 50 writes in flight,
- * 8 500 small-file writes/s at 102 µs of CPU each, against 5 000-5 500/s at about 205 µs through
- * the pool (one thread doing the syscalls back to back neither pays the pool's hand-offs nor
- * contends with itself for the folder's locks). Through HTTP, where the load generator shares
- * the two cores, it saves about 15 % of the CPU per write request (bench/RESULTS.md).
+ * The writer threads of `FileStorage`: workers that create, write and rename session files with
+ * synchronous calls, so a write is one message round trip instead of four trips through Node's
+ * thread pool. What they buy, measured on a 2-core ext4 machine (bench/RESULTS.md), with 50 writes
+ * in flight over 2 000 files: a write that replaces a file costs about 500 µs of CPU, nearly all
+ * in the kernel, so one thread tops out near 2 000 writes/s; two threads reach about 2 800/s and
+ * four about 3 400/s, as Node's pool of four does through `fs/promises`, at the same or less CPU
+ * per write. Through HTTP, with the load generator on the same cores, four threads served
+ * 2 900-3 300 writes/s against 1 900-2 000 for one.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -56,19 +57,45 @@ export class WriteError extends Error {
 }
 
 /**
- * Writes files atomically on its own thread. The thread starts on the first write, keeps the
- * process alive only while writes are pending, and stops on `close()`.
+ * Writes files atomically on their own threads (`threads` of them, each started on its first
+ * write). A file always goes to the same thread (`lane`), so two writes of one file are done in
+ * the order they were asked. A thread keeps the process alive only while its writes are pending,
+ * and stops on `close()`.
  */
 export class Writer {
-  #worker: Worker | undefined;
-  readonly #pending = new Map<number, Pending>();
-  #seq = 0;
+  readonly #lanes: Lane[];
+
+  constructor(threads = 1) {
+    this.#lanes = Array.from({ length: Math.max(1, Math.floor(threads)) }, () => new Lane());
+  }
+
+  /** How many threads writes are spread over. */
+  get threads(): number {
+    return this.#lanes.length;
+  }
 
   /**
    * Creates `tmp` exclusively (0600, never through a link), writes `content`, optionally
    * `fsync`s it and its folder, and renames it over `file`; on any error `tmp` is removed and
-   * the promise rejects with the file system's code.
+   * the promise rejects with the file system's code. `lane` (any non-negative integer) picks the
+   * thread: give the same one for the same file.
    */
+  write(tmp: string, file: string, content: string, fsync: boolean, lane = 0): Promise<void> {
+    return (this.#lanes[lane % this.#lanes.length] as Lane).write(tmp, file, content, fsync);
+  }
+
+  /** Stops the threads once the writes under way are answered. */
+  async close(): Promise<void> {
+    await Promise.all(this.#lanes.map((l) => l.close()));
+  }
+}
+
+/** One writer thread and the writes it has not answered yet. */
+class Lane {
+  #worker: Worker | undefined;
+  readonly #pending = new Map<number, Pending>();
+  #seq = 0;
+
   write(tmp: string, file: string, content: string, fsync: boolean): Promise<void> {
     const worker = this.#worker ?? this.#start();
     return new Promise<void>((resolve, reject) => {
@@ -79,7 +106,6 @@ export class Writer {
     });
   }
 
-  /** Stops the thread once the writes under way are answered. */
   async close(): Promise<void> {
     const worker = this.#worker;
     this.#worker = undefined;

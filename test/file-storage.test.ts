@@ -29,6 +29,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { StorageError } from '../lib/errors.js';
 import { FileStorage, type FileStorageOptions, HEADER_SIZE, MAX_FILE_BYTES, fsCalls } from '../lib/file-storage.js';
 import { generateId } from '../lib/id.js';
+import { Writer } from '../lib/writer.js';
 import type { SessionData } from '../lib/storage.js';
 import { Clock, Jar, SpyStorage, send, serve, tempDir } from './helpers.js';
 import { crashRounds } from './stress/crash-lib.js';
@@ -107,8 +108,8 @@ function setup(t: TestContext): Setup {
   const errors: Error[] = [];
   const make = (options: FileStorageOptions = {}): FileStorage => {
     // Node's thread pool by default here, whose calls the fault injection below replaces; the
-    // writer thread (the storage's default) has its own tests in 'FileStorage: the writer thread'.
-    const s = new FileStorage({ path: dir, now: clock.now, onError: (e) => errors.push(e), writerThread: false, ...options });
+    // writer threads (the storage's default) have their own tests in 'FileStorage: the writer threads'.
+    const s = new FileStorage({ path: dir, now: clock.now, onError: (e) => errors.push(e), writerThreads: 0, ...options });
     storages.push(s);
     return s;
   };
@@ -1334,10 +1335,10 @@ describe('FileStorage: crashes and the seed program', () => {
   });
 });
 
-describe('FileStorage: the writer thread (the default)', () => {
+describe('FileStorage: the writer threads (the default)', () => {
   it('writes, restores and coalesces on its thread, the newest data winning, 0600', async (t) => {
     const { dir, make } = setup(t);
-    const s = make({ writerThread: true });
+    const s = make({ writerThreads: 4 });
     const id = generateId();
     await Promise.all(Array.from({ length: 50 }, (_, i) => s.set(id, { i }, MINUTE)));
     assert.deepEqual(bodyOf(fileOf(dir, id)), { i: 49 });
@@ -1345,15 +1346,17 @@ describe('FileStorage: the writer thread (the default)', () => {
     const others = Array.from({ length: 100 }, generateId);
     await Promise.all(others.map((o, i) => s.set(o, { i }, MINUTE)));
     await s.close();
-    const again = make({ writerThread: true });
+    const again = make({ writerThreads: 4 });
     assert.deepEqual(await again.get(id), { i: 49 });
     for (const [i, o] of others.entries()) assert.deepEqual(await again.get(o), { i });
-    assert.throws(() => make({ writerThread: 'yes' as never }), /option writerThread is invalid/);
+    for (const bad of [-1, 1.5, 65, '4', true, Number.NaN]) {
+      assert.throws(() => make({ writerThreads: bad as never }), (err: unknown) => err instanceof TypeError && /option writerThreads is invalid/.test(err.message));
+    }
   });
 
   it('writes with fsync on its thread too', async (t) => {
     const { dir, make } = setup(t);
-    const s = make({ writerThread: true, fsync: true });
+    const s = make({ writerThreads: 4, fsync: true });
     const id = generateId();
     await s.set(id, { durable: true }, MINUTE);
     assert.deepEqual(bodyOf(fileOf(dir, id)), { durable: true });
@@ -1364,7 +1367,7 @@ describe('FileStorage: the writer thread (the default)', () => {
     { skip: IS_ROOT ? false : 'chattr +i needs root; CI runs as root' },
     async (t) => {
       const { dir, errors, make } = setup(t);
-      const s = make({ writerThread: true });
+      const s = make({ writerThreads: 4 });
       const id = generateId();
       await s.set(id, { v: 'previous' }, MINUTE);
       const file = fileOf(dir, id);
@@ -1384,9 +1387,25 @@ describe('FileStorage: the writer thread (the default)', () => {
     },
   );
 
+  it('spreads files over its threads, each file on one, so the last write of a file wins', async (t) => {
+    const writer = new Writer(3);
+    t.after(() => writer.close());
+    const dir = tempDir(t);
+    assert.equal(writer.threads, 3);
+    assert.equal(new Writer(0).threads, 1);
+    const file = (i: number): string => join(dir, `f${i}`);
+    // 30 files over the three lanes, and 20 writes in flight to one file on one lane.
+    const writes = Array.from({ length: 30 }, (_, i) => writer.write(`${file(i)}.tmp`, file(i), `file ${i}`, false, i));
+    const same = Array.from({ length: 20 }, (_, k) => writer.write(`${file(99)}.${k}.tmp`, file(99), `write ${k}`, false, 99));
+    await Promise.all([...writes, ...same]);
+    for (let i = 0; i < 30; i++) assert.equal(readFileSync(file(i), 'utf8'), `file ${i}`);
+    assert.equal(readFileSync(file(99), 'utf8'), 'write 19');
+    assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
+  });
+
   it('starts the thread again after it died, failing only the writes under way', async (t) => {
     const { dir, make } = setup(t);
-    const s = make({ writerThread: true });
+    const s = make({ writerThreads: 4 });
     const first = generateId();
     await s.set(first, { a: 1 }, MINUTE);
     // Kill the thread from outside, as an out-of-memory or a bug in it would.
