@@ -2,6 +2,7 @@
  * Hello world on bare node:http and on the router, for measuring what the router adds.
  * Run one of them, then load it with autocannon:
  *   npx tsx bench/hello.ts bare   (or: router)     PORT defaults to 3000
+ *   (npm run bench:hello in bench/ runs both in turn, five times, and prints the medians)
  *   npx autocannon -c 50 -d 10 http://127.0.0.1:3000/hello
  */
 import { createServer } from 'node:http';
