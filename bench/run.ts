@@ -180,10 +180,16 @@ interface Running {
   output: () => string;
 }
 
+/**
+ * The bench's own tsx, by its full URL: the examples run from the repository root, which may
+ * have no node_modules of its own (a fresh clone where only bench/ was installed).
+ */
+const TSX = import.meta.resolve('tsx');
+
 async function startServer(spec: ServerSpec): Promise<Running> {
   const port = await freePort();
   const dir = tempDir(`bs-bench-${spec.key}-`);
-  const child = spawn(process.execPath, ['--import', 'tsx', spec.script], {
+  const child = spawn(process.execPath, ['--import', TSX, spec.script], {
     cwd: spec.cwd,
     env: { ...process.env, ...spec.env, PORT: String(port), TMPDIR: dir, NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'pipe'],
