@@ -48,7 +48,8 @@ export interface FileStorageOptions {
    * write, where Node's thread pool takes four trips). A session's file always goes to the same
    * thread; each thread starts on its first write. More than one pays even on two cores: a write
    * that replaces a file spends most of its time in the kernel, and four threads overlap it
-   * (see lib/writer.ts). `0` writes through Node's thread pool instead. An integer from 0 to 64.
+   * (see lib/writer.ts). Each thread takes about 9 MB of memory. `0` writes through Node's
+   * thread pool instead. An integer from 0 to 64.
    * @default 4
    */
   writerThreads?: number;

@@ -1393,30 +1393,93 @@ describe('FileStorage: the writer threads (the default)', () => {
     const dir = tempDir(t);
     assert.equal(writer.threads, 3);
     assert.equal(new Writer(0).threads, 1);
+    // Which thread each write went to: the message is posted before write() returns.
+    const { Worker } = await import('node:worker_threads');
+    const post = Worker.prototype.postMessage;
+    let lastThread = -1;
+    t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
+      lastThread = this.threadId;
+      return post.apply(this, args);
+    });
     const file = (i: number): string => join(dir, `f${i}`);
     // 30 files over the three lanes, and 20 writes in flight to one file on one lane.
-    const writes = Array.from({ length: 30 }, (_, i) => writer.write(`${file(i)}.tmp`, file(i), `file ${i}`, false, i));
-    const same = Array.from({ length: 20 }, (_, k) => writer.write(`${file(99)}.${k}.tmp`, file(99), `write ${k}`, false, 99));
+    const threadOf: number[] = [];
+    const writes = Array.from({ length: 30 }, (_, i) => {
+      const done = writer.write(`${file(i)}.tmp`, file(i), `file ${i}`, false, i);
+      threadOf.push(lastThread);
+      return done;
+    });
+    const same = Array.from({ length: 20 }, (_, k) => {
+      const done = writer.write(`${file(99)}.${k}.tmp`, file(99), `write ${k}`, false, 99);
+      assert.equal(lastThread, threadOf[0], 'lane 99 is lane 0 of 3');
+      return done;
+    });
     await Promise.all([...writes, ...same]);
-    for (let i = 0; i < 30; i++) assert.equal(readFileSync(file(i), 'utf8'), `file ${i}`);
+    assert.equal(new Set(threadOf).size, 3, 'three threads started');
+    for (let i = 0; i < 30; i++) {
+      assert.equal(threadOf[i], threadOf[i % 3], `lane ${i} on the thread of lane ${i % 3}`);
+      assert.equal(readFileSync(file(i), 'utf8'), `file ${i}`);
+    }
     assert.equal(readFileSync(file(99), 'utf8'), 'write 19');
     assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
   });
 
-  it('starts the thread again after it died, failing only the writes under way', async (t) => {
+  it('starts a thread again after it died, failing only the writes it had under way', async (t) => {
+    const writer = new Writer(2);
+    t.after(() => writer.close());
+    const dir = tempDir(t);
+    const { Worker } = await import('node:worker_threads');
+    const post = Worker.prototype.postMessage;
+    const threads: number[] = [];
+    const record = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
+      threads.push(this.threadId);
+      return post.apply(this, args);
+    });
+    await Promise.all([writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a', false, 0), writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b', false, 1)]);
+    record.mock.restore();
+    const [lane0, lane1] = threads;
+    // Kill lane 0's thread from outside, as an out-of-memory or a bug in it would; lane 1 goes on.
+    const kill = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
+      if (this.threadId === lane0) return void this.terminate();
+      return post.apply(this, args);
+    });
+    const [dead, alive] = await Promise.allSettled([
+      writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a2', false, 0),
+      writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b2', false, 1),
+    ]);
+    kill.mock.restore();
+    assert.equal(dead.status, 'rejected');
+    assert.equal((dead as PromiseRejectedResult).reason.code, 'EWRITER');
+    assert.equal(alive.status, 'fulfilled');
+    assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a', 'the failed write left the previous file');
+    assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b2');
+    // The next write on lane 0 starts a new thread; lane 1 keeps its own.
+    const again = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
+      threads.push(this.threadId);
+      return post.apply(this, args);
+    });
+    await writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a3', false, 0);
+    await writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b3', false, 1);
+    again.mock.restore();
+    assert.notEqual(threads[2], lane0, 'a new thread for lane 0');
+    assert.equal(threads[3], lane1);
+    assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a3');
+    assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b3');
+  });
+
+  it('answers 503 for a write whose thread died, and writes that session again after', async (t) => {
     const { dir, make } = setup(t);
     const s = make({ writerThreads: 4 });
-    const first = generateId();
-    await s.set(first, { a: 1 }, MINUTE);
-    // Kill the thread from outside, as an out-of-memory or a bug in it would.
+    await s.set(generateId(), { a: 1 }, MINUTE);
     const { Worker } = await import('node:worker_threads');
     const terminate = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>) {
       void this.terminate();
     });
-    await assert.rejects(s.set(generateId(), { b: 2 }, MINUTE), (err: unknown) => err instanceof StorageError && /EWRITER/.test(err.message));
+    // The same id goes to the same thread: the retry proves that thread was started again.
+    const victim = generateId();
+    await assert.rejects(s.set(victim, { b: 2 }, MINUTE), (err: unknown) => err instanceof StorageError && err.status === 503 && /EWRITER/.test(err.message));
     terminate.mock.restore();
-    const next = generateId();
-    await s.set(next, { c: 3 }, MINUTE);
-    assert.deepEqual(bodyOf(fileOf(dir, next)), { c: 3 });
+    await s.set(victim, { c: 3 }, MINUTE);
+    assert.deepEqual(bodyOf(fileOf(dir, victim)), { c: 3 });
   });
 });
