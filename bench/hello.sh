@@ -8,6 +8,12 @@ cd "$(dirname "$0")"
 ROUNDS="${ROUNDS:-5}"
 PORT="${PORT:-3000}"
 URL="http://127.0.0.1:$PORT/hello"
+if curl -s -o /dev/null "$URL"; then
+  echo "something already listens on port $PORT; set PORT to a free one" >&2
+  exit 1
+fi
+pid=""
+trap '[ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true' EXIT
 declare -A RPS
 for round in $(seq "$ROUNDS"); do
   for mode in bare router; do
@@ -22,6 +28,7 @@ for round in $(seq "$ROUNDS"); do
         console.log(`${Math.round(j.requests.average)} ${j.latency.p99}`);
       });')
     kill -TERM "$pid"; wait "$pid" || true
+    pid=""
     RPS[$mode]="${RPS[$mode]:-} ${line%% *}"
     echo "round $round  $mode  ${line%% *} req/s  p99 ${line##* } ms"
   done
