@@ -26,6 +26,7 @@ import {
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { StorageError } from '../lib/errors.js';
 import { FileStorage, type FileStorageOptions, HEADER_SIZE, MAX_FILE_BYTES, fsCalls } from '../lib/file-storage.js';
 import { generateId } from '../lib/id.js';
@@ -1335,6 +1336,22 @@ describe('FileStorage: crashes and the seed program', () => {
   });
 });
 
+/**
+ * Follows writes to their threads: returns the thread id of every message posted to a worker,
+ * in order (a write posts its message before `write()` returns). A thread for which `kill`
+ * says true is terminated instead, as an out-of-memory or a bug in it would.
+ */
+function watchThreads(t: TestContext, kill: (threadId: number) => boolean = () => false): number[] {
+  const threads: number[] = [];
+  const post = Worker.prototype.postMessage;
+  t.mock.method(Worker.prototype, 'postMessage', function (this: Worker, ...args: Parameters<typeof post>) {
+    threads.push(this.threadId);
+    if (kill(this.threadId)) return void this.terminate();
+    return post.apply(this, args);
+  });
+  return threads;
+}
+
 describe('FileStorage: the writer threads (the default)', () => {
   it('writes, restores and coalesces on its thread, the newest data winning, 0600', async (t) => {
     const { dir, make } = setup(t);
@@ -1393,33 +1410,19 @@ describe('FileStorage: the writer threads (the default)', () => {
     const dir = tempDir(t);
     assert.equal(writer.threads, 3);
     assert.equal(new Writer(0).threads, 1);
-    // Which thread each write went to: the message is posted before write() returns.
-    const { Worker } = await import('node:worker_threads');
-    const post = Worker.prototype.postMessage;
-    let lastThread = -1;
-    t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
-      lastThread = this.threadId;
-      return post.apply(this, args);
-    });
+    const threads = watchThreads(t);
     const file = (i: number): string => join(dir, `f${i}`);
     // 30 files over the three lanes, and 20 writes in flight to one file on one lane.
-    const threadOf: number[] = [];
-    const writes = Array.from({ length: 30 }, (_, i) => {
-      const done = writer.write(`${file(i)}.tmp`, file(i), `file ${i}`, false, i);
-      threadOf.push(lastThread);
-      return done;
-    });
-    const same = Array.from({ length: 20 }, (_, k) => {
-      const done = writer.write(`${file(99)}.${k}.tmp`, file(99), `write ${k}`, false, 99);
-      assert.equal(lastThread, threadOf[0], 'lane 99 is lane 0 of 3');
-      return done;
-    });
+    const writes = Array.from({ length: 30 }, (_, i) => writer.write(`${file(i)}.tmp`, file(i), `file ${i}`, false, i));
+    const same = Array.from({ length: 20 }, (_, k) => writer.write(`${file(99)}.${k}.tmp`, file(99), `write ${k}`, false, 99));
     await Promise.all([...writes, ...same]);
+    const threadOf = threads.slice(0, 30);
     assert.equal(new Set(threadOf).size, 3, 'three threads started');
     for (let i = 0; i < 30; i++) {
       assert.equal(threadOf[i], threadOf[i % 3], `lane ${i} on the thread of lane ${i % 3}`);
       assert.equal(readFileSync(file(i), 'utf8'), `file ${i}`);
     }
+    for (const thread of threads.slice(30)) assert.equal(thread, threadOf[0], 'lane 99 is lane 0 of 3');
     assert.equal(readFileSync(file(99), 'utf8'), 'write 19');
     assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
   });
@@ -1428,41 +1431,26 @@ describe('FileStorage: the writer threads (the default)', () => {
     const writer = new Writer(2);
     t.after(() => writer.close());
     const dir = tempDir(t);
-    const { Worker } = await import('node:worker_threads');
-    const post = Worker.prototype.postMessage;
-    const threads: number[] = [];
-    const record = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
-      threads.push(this.threadId);
-      return post.apply(this, args);
-    });
+    let victim: number | undefined;
+    const threads = watchThreads(t, (thread) => thread === victim);
     await Promise.all([writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a', false, 0), writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b', false, 1)]);
-    record.mock.restore();
     const [lane0, lane1] = threads;
     // Kill lane 0's thread from outside, as an out-of-memory or a bug in it would; lane 1 goes on.
-    const kill = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
-      if (this.threadId === lane0) return void this.terminate();
-      return post.apply(this, args);
-    });
+    victim = lane0;
     const [dead, alive] = await Promise.allSettled([
       writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a2', false, 0),
       writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b2', false, 1),
     ]);
-    kill.mock.restore();
     assert.equal(dead.status, 'rejected');
     assert.equal((dead as PromiseRejectedResult).reason.code, 'EWRITER');
     assert.equal(alive.status, 'fulfilled');
     assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a', 'the failed write left the previous file');
     assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b2');
     // The next write on lane 0 starts a new thread; lane 1 keeps its own.
-    const again = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof post>) {
-      threads.push(this.threadId);
-      return post.apply(this, args);
-    });
     await writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a3', false, 0);
     await writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b3', false, 1);
-    again.mock.restore();
-    assert.notEqual(threads[2], lane0, 'a new thread for lane 0');
-    assert.equal(threads[3], lane1);
+    assert.notEqual(threads[4], lane0, 'a new thread for lane 0');
+    assert.equal(threads[5], lane1);
     assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a3');
     assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b3');
   });
@@ -1471,14 +1459,12 @@ describe('FileStorage: the writer threads (the default)', () => {
     const { dir, make } = setup(t);
     const s = make({ writerThreads: 4 });
     await s.set(generateId(), { a: 1 }, MINUTE);
-    const { Worker } = await import('node:worker_threads');
-    const terminate = t.mock.method(Worker.prototype, 'postMessage', function (this: InstanceType<typeof Worker>) {
-      void this.terminate();
-    });
+    let kill = true;
+    watchThreads(t, () => kill);
     // The same id goes to the same thread: the retry proves that thread was started again.
     const victim = generateId();
     await assert.rejects(s.set(victim, { b: 2 }, MINUTE), (err: unknown) => err instanceof StorageError && err.status === 503 && /EWRITER/.test(err.message));
-    terminate.mock.restore();
+    kill = false;
     await s.set(victim, { c: 3 }, MINUTE);
     assert.deepEqual(bodyOf(fileOf(dir, victim)), { c: 3 });
   });
