@@ -6,8 +6,9 @@
  * in the kernel, so one thread tops out near 2 000 writes/s; two threads reach about 2 800/s and
  * four about 3 400/s, as Node's pool of four does through `fs/promises`, at the same or less CPU
  * per write. When the kernel's part is small (the same machine at other times: 8 500 writes/s),
- * the saved trips are what counts: 102 µs of CPU a write against 205 through the pool. Through HTTP, with the load generator on the same cores, four threads served
- * 2 700-3 300 writes/s against 1 900-2 000 for one.
+ * the saved trips are what counts: 102 µs of CPU a write against 205 through the pool. Through
+ * HTTP, with the load generator on the same cores, four threads served 2 700-3 300 writes/s
+ * against 1 900-2 000 for one.
  */
 import { Worker } from 'node:worker_threads';
 
