@@ -48,6 +48,20 @@ export class StorageError extends SessionError {
   }
 }
 
+/**
+ * The error for a session over the server's `sessionMaxSize`: nothing was written. Storages
+ * that enforce the size themselves (see `Storage.configure`) throw this one.
+ */
+export function sessionTooLarge(size: number, maxSize: number): SessionError {
+  return new SessionError(`session data is ${size} bytes, over the sessionMaxSize of ${maxSize} bytes; nothing was written`, 'ESESSIONTOOLARGE', 500);
+}
+
+/** The `code` of a system error (`'ENOENT'`, `'EACCES'`, …), or `undefined`. */
+export function errCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** Reason phrases for the statuses the library answers with itself. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
   400: 'Bad Request',

@@ -280,7 +280,7 @@ export class SessionManager {
     if (id === undefined || id === '' || !this.#config.validateId(id)) return new Session<T>(this, '', undefined);
     let data: SessionData | undefined;
     try {
-      data = await this.#config.storage().get(id, this.#config.maxAgeMs);
+      data = await this.#config.storage().get(id);
     } catch (err) {
       throw asStorageError(err, 'read');
     }
@@ -376,7 +376,7 @@ export class SessionManager {
 
   async #read(id: string): Promise<SessionData | undefined> {
     try {
-      return await this.#config.storage().get(id, this.#config.maxAgeMs);
+      return await this.#config.storage().get(id);
     } catch (err) {
       throw asStorageError(err, 'read');
     }

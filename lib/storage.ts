@@ -10,6 +10,33 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 export type SessionData = Record<string, JsonValue>;
 
 /**
+ * One request's changes to a session, as {@link Storage.patch} applies them: first `clear`
+ * (delete every stored key), then `remove`, then `set`.
+ */
+export interface SessionChanges {
+  /** Keys to store, with their new values. */
+  readonly set: SessionData;
+  /** Keys to delete. */
+  readonly remove: readonly string[];
+  /** Delete every stored key before `remove` and `set` apply. */
+  readonly clear: boolean;
+}
+
+/** What the server tells its storage once, before the first call: see {@link Storage.configure}. */
+export interface StorageSettings {
+  /**
+   * The server's `sessionMaxAge` in milliseconds: no session is given a longer life than this
+   * from its last use, so a stored expiry further ahead is cut to it.
+   */
+  readonly maxAgeMs: number;
+  /**
+   * The server's `sessionMaxSize`: the largest session, as UTF-8 bytes of its JSON. A write
+   * past it rejects with a `SessionError` of code `'ESESSIONTOOLARGE'` and writes nothing.
+   */
+  readonly maxSize: number;
+}
+
+/**
  * Where sessions live. Every method takes an id that already has the issued format.
  *
  * Contract, for users who write their own:
@@ -17,17 +44,25 @@ export type SessionData = Record<string, JsonValue>;
  *   record that cannot be read back, after setting it aside). It rejects only when the
  *   backend fails: the server then answers 503 instead of starting an empty session.
  *   The returned object is only read by the caller, never changed.
- * - `set` stores the whole session for `ttlMs` from now. It is called when a session changed,
- *   and must have persisted the data when its promise resolves (the response waits for it).
- *   The storage takes ownership of `data`; the caller never changes it afterwards.
+ * - `set` stores the whole session for `ttlMs` from now. It is called for a new session, and
+ *   for a changed one when the storage has no `patch`. It must have persisted the data when its
+ *   promise resolves (the response waits for it). The storage takes ownership of `data`.
+ * - `patch`, when present, applies one request's changes to the session as stored at that
+ *   moment, atomically, and gives it `ttlMs` from now; it resolves `false`, writing nothing,
+ *   when the session no longer exists (so a destroyed session is never brought back).
+ *   Without it the server reads, merges and `set`s under a lock of its own, which keeps
+ *   concurrent writes of one process, but not of several processes sharing the storage.
  * - `touch` extends the life of an existing session to `ttlMs` from now without rewriting its
  *   data, and never creates one.
  * - `remove` deletes the session; a missing one is not an error.
+ * - `configure`, when present, receives the server's settings once, before the first call.
+ *   A storage that has it enforces `maxSize` itself where it serializes; for one that has not,
+ *   the server serializes each write once more to check the size.
  * - `close`, when present, flushes pending work and stops timers.
  *
  * @example
  * ```ts
- * class RedisStorage implements Storage {
+ * class RedisStringStorage implements Storage {
  *   async get(id: string) { const s = await redis.get(`sess:${id}`); return s === null ? undefined : JSON.parse(s); }
  *   async set(id: string, data: SessionData, ttlMs: number) { await redis.set(`sess:${id}`, JSON.stringify(data), 'PX', ttlMs); }
  *   async touch(id: string, ttlMs: number) { await redis.pexpire(`sess:${id}`, ttlMs); }
@@ -37,13 +72,17 @@ export type SessionData = Record<string, JsonValue>;
  */
 export interface Storage {
   /** The session, or `undefined` when missing, expired or unreadable. */
-  get(id: string, ttlMs: number): Promise<SessionData | undefined>;
+  get(id: string): Promise<SessionData | undefined>;
   /** Stores the whole session; resolves once it is persisted. */
   set(id: string, data: SessionData, ttlMs: number): Promise<void>;
+  /** Applies one request's changes to the stored session atomically; `false` when it is gone. */
+  patch?(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean>;
   /** Extends the session's life without a rewrite; never creates a session. */
   touch(id: string, ttlMs: number): Promise<void>;
   /** Deletes the session; a missing one is no error. */
   remove(id: string): Promise<void>;
+  /** Receives the server's settings once, before the first call. */
+  configure?(settings: StorageSettings): void;
   /** Flushes pending work and stops timers. */
   close?(): Promise<void>;
 }

@@ -119,9 +119,9 @@ export class SpyStorage implements Storage {
   constructor(inner: Storage) {
     this.inner = inner;
   }
-  get(id: string, ttlMs: number): Promise<SessionData | undefined> {
+  get(id: string): Promise<SessionData | undefined> {
     this.calls.push({ method: 'get', id });
-    return this.inner.get(id, ttlMs);
+    return this.inner.get(id);
   }
   set(id: string, data: SessionData, ttlMs: number): Promise<void> {
     this.calls.push({ method: 'set', id });

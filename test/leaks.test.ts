@@ -22,7 +22,7 @@ describe('nothing leaks', () => {
     let failing = false;
     // A backend whose own error messages carry the id, as a careless driver's might.
     const storage: Storage = {
-      get: (id: string, ttl: number) => (failing ? Promise.reject(new Error(`backend lost ${id}`)) : files.get(id)),
+      get: (id: string) => (failing ? Promise.reject(new Error(`backend lost ${id}`)) : files.get(id)),
       set: (id: string, data: SessionData, ttl: number) => (failing ? Promise.reject(Object.assign(new Error(`EIO writing ${id}`), { code: 'EIO' })) : files.set(id, data, ttl)),
       touch: (id: string, ttl: number) => files.touch(id, ttl),
       remove: (id: string) => files.remove(id),
