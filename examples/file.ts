@@ -20,5 +20,5 @@ s.group('/', (group) => {
     r.response.write('ok');
   });
 });
-s.setPort(Number(process.env['PORT'] ?? 8199));
+s.setPort(Number(process.env['PORT'] || 8199));
 void s.run();

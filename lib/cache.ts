@@ -9,7 +9,7 @@
 import { describe, parseDuration, type Duration } from './duration.js';
 
 /**
- * Why an entry left the cache, as passed to {@link ExpiringCacheOptions.onExpire}.
+ * Why an entry left the cache, as passed to {@link ExpiringCacheOptions.dispose}.
  *
  * - `'expire'`: its time to live ran out. Reported by whichever comes first: a read or write
  *   of that key, {@link ExpiringCache.purgeStale}, the sweep timer, or `set` pushing it out
@@ -22,14 +22,22 @@ export type EvictionReason = 'expire' | 'evict' | 'delete';
 /** Options of {@link ExpiringCache}. */
 export interface ExpiringCacheOptions<K, V> {
   /**
-   * How long an entry lives after `set` (or `touch`) when the call gives no time to live of
-   * its own: milliseconds or a duration string such as `'30m'`. Must be above zero.
-   * Required: there is no default.
+   * The default time to live: how long an entry lives after a `set` that gives no ttl of its
+   * own. Milliseconds or a duration string such as `'30m'`, above zero, or `Infinity` for
+   * entries that never expire. An entry keeps the ttl it was set with (or last touched with):
+   * `touch(key)` renews it for that, never for this default.
+   *
+   * Optional, for a cache where every `set` gives its own ttl: `new ExpiringCache({})` is
+   * fine, and then a `set` without a ttl throws `TypeError('option ttl is invalid: undefined
+   * (this cache has no default ttl; pass one to set)')`. The options object itself is
+   * required: `new ExpiringCache()` throws a `TypeError` naming `ttl`.
+   *
+   * @default undefined (no default: every `set` must give a ttl)
    */
-  ttl: Duration;
+  ttl?: Duration;
   /**
    * The most entries held. Setting a new key beyond it removes the least recently used
-   * entry, reported to `onExpire` as `'evict'` (or `'expire'` when it had already expired).
+   * entry, reported to `dispose` as `'evict'` (or `'expire'` when it had already expired).
    * A positive integer, or `Infinity` for no bound. Order of use is tracked to within an
    * eighth of it: see {@link ExpiringCache}.
    *
@@ -57,11 +65,11 @@ export interface ExpiringCacheOptions<K, V> {
    *
    * @default undefined (nothing is called)
    */
-  onExpire?: (value: V, key: K, reason: EvictionReason) => void;
+  dispose?: (value: V, key: K, reason: EvictionReason) => void;
   /**
    * The least time between two sweeps of the background timer (milliseconds or a duration
    * string; `0` allowed). The timer fires at the soonest expiry of the entries it knows of, but
-   * never sooner than this after it was scheduled, so `onExpire(…, 'expire')` for an entry no
+   * never sooner than this after it was scheduled, so `dispose(…, 'expire')` for an entry no
    * one reads comes up to this late. A sweep looks at every entry (about 10 ms of CPU per
    * million), so a cache of millions may want a larger value: only memory waits for the sweep,
    * as reads never see an expired entry whatever this is.
@@ -74,8 +82,10 @@ export interface ExpiringCacheOptions<K, V> {
 /** What is kept per key. Mutated in place so that a hit or an update allocates nothing. */
 interface Entry<V> {
   value: V;
-  /** Absolute time, on the cache's clock, from which the entry is expired. */
+  /** Absolute time, on the cache's clock, from which the entry is expired; `Infinity` for never. */
   expiresAt: number;
+  /** The entry's own time to live in milliseconds (`Infinity` for never), renewed by `touch`. */
+  ttl: number;
   /** The cache's `#seq` when the entry last went to the end of the map. */
   seq: number;
 }
@@ -88,9 +98,19 @@ const TIMEOUT_MAX = 2_147_483_647;
 const SWEEP_CHUNK = 10_000;
 const DEFAULT_SWEEP_INTERVAL = 1_000;
 
-/** A per-call ttl in milliseconds: whole numbers in range are taken as they are. */
-function ttlMs(ttl: Duration): number {
-  return typeof ttl === 'number' && ttl > 0 && ttl <= MAX_TTL && Number.isInteger(ttl) ? ttl : parseDuration(ttl, 'ttl');
+/**
+ * A ttl in milliseconds: whole numbers in range are taken as they are, `Infinity` means never.
+ *
+ * @throws TypeError naming `ttl` and the value when it is not a duration above zero
+ */
+function ttlMs(ttl: unknown): number {
+  if (typeof ttl === 'number' && ttl > 0 && (ttl === Infinity || (ttl <= MAX_TTL && Number.isInteger(ttl)))) return ttl;
+  return parseDuration(ttl, 'ttl');
+}
+
+/** The error of a `set` without a ttl on a cache without a default. */
+function noDefaultTtl(): never {
+  throw new TypeError('option ttl is invalid: undefined (this cache has no default ttl; pass one to set)');
 }
 
 /**
@@ -100,14 +120,17 @@ function ttlMs(ttl: Duration): number {
  * Expiry is exact and lazy: an entry is expired from the instant `now() >= expiresAt`, and
  * every method that looks up a key (`get`, `peek`, `has`, `touch`, `expiresAt`, `delete`,
  * `set`) treats an expired entry as missing and removes it, reporting `'expire'`. Reading never
- * extends a life; only `set` and `touch` do.
+ * extends a life; only `set` and `touch` do. Each entry keeps its own ttl (the one `set` or the
+ * last `touch` gave it, else the default), which a bare `touch` renews: one number more per
+ * entry, and no lookup of options on the hot path. A ttl of `Infinity` never expires: such an
+ * entry has `expiresAt` `Infinity` and never causes a timer.
  *
  * In the background, one `unref()`'d timer at a time (so it never keeps a program alive) fires
  * at the soonest known expiry, but no sooner than `sweepInterval` after it was scheduled. Its
  * callback reads the clock again and, if anything may have expired, sweeps the whole cache
  * in chunks of 10 000 entries with `setImmediate` between them, so even a million entries
  * never block the event loop for long. There is no timer while the cache is empty, and none
- * ever after `close()`.
+ * ever after `close()`, nor while every entry is one that never expires.
  *
  * Entries are kept in one `Map` in order of use, the least recently used first: a use (`get`,
  * `set`, `touch`) moves the key to the end by deleting and setting it again. Not on every
@@ -123,20 +146,23 @@ function ttlMs(ttl: Duration): number {
  * const cache = new ExpiringCache<string, Session>({
  *   ttl: '30m',
  *   max: 100_000,
- *   onExpire: (session, id, reason) => log(`session ${id} left: ${reason}`),
+ *   dispose: (session, id, reason) => log(`session ${id} left: ${reason}`),
  * });
  * cache.set(id, session);
  * cache.get(id); // the session, until 30 minutes after the set
  * cache.touch(id); // 30 more minutes from now
+ * cache.set(key, value, '5m'); // this entry's own ttl: a touch(key) renews it for 5 minutes
+ * cache.set(config, value, Infinity); // never expires
  * cache.close(); // on shutdown
  * ```
  */
 export class ExpiringCache<K, V> {
   readonly #map = new Map<K, Entry<V>>();
-  readonly #ttl: number;
+  /** The default ttl in milliseconds; `undefined` when every `set` must give one. */
+  readonly #ttl: number | undefined;
   readonly #max: number;
   readonly #now: () => number;
-  readonly #onExpire: ((value: V, key: K, reason: EvictionReason) => void) | undefined;
+  readonly #dispose: ((value: V, key: K, reason: EvictionReason) => void) | undefined;
   readonly #sweepInterval: number;
 
   /** Counts additions and moves; an entry's `seq` is the count when it last went to the end. */
@@ -157,12 +183,16 @@ export class ExpiringCache<K, V> {
   #closed = false;
 
   /**
-   * @param options - see {@link ExpiringCacheOptions}; `ttl` is required
-   * @throws TypeError naming the option when one is invalid
+   * @param options - see {@link ExpiringCacheOptions}; required, though `{}` will do
+   * @throws TypeError naming the option when one is invalid, and naming `ttl` when there is
+   *   no options object
    */
   constructor(options: ExpiringCacheOptions<K, V>) {
-    const { ttl, max = Infinity, now = Date.now, onExpire, sweepInterval = DEFAULT_SWEEP_INTERVAL } = options;
-    this.#ttl = parseDuration(ttl, 'ttl');
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`option ttl is invalid: ${describe(options)} (expected an options object: { ttl } for a default ttl, or {} when every set gives its own)`);
+    }
+    const { ttl, max = Infinity, now = Date.now, dispose, sweepInterval = DEFAULT_SWEEP_INTERVAL } = options;
+    this.#ttl = ttl === undefined ? undefined : ttlMs(ttl);
     if (max !== Infinity && !(Number.isSafeInteger(max) && max > 0)) {
       throw new TypeError(`option max is invalid: ${describe(max)} (expected a positive integer or Infinity)`);
     }
@@ -172,10 +202,10 @@ export class ExpiringCache<K, V> {
       throw new TypeError(`option now is invalid: ${describe(now)} (expected a function returning milliseconds)`);
     }
     this.#now = now;
-    if (onExpire !== undefined && typeof onExpire !== 'function') {
-      throw new TypeError(`option onExpire is invalid: ${describe(onExpire)} (expected a function)`);
+    if (dispose !== undefined && typeof dispose !== 'function') {
+      throw new TypeError(`option dispose is invalid: ${describe(dispose)} (expected a function)`);
     }
-    this.#onExpire = onExpire;
+    this.#dispose = dispose;
     this.#sweepInterval = parseDuration(sweepInterval, 'sweepInterval', true);
   }
 
@@ -221,15 +251,16 @@ export class ExpiringCache<K, V> {
 
   /**
    * Stores a value that lives for `ttl` from now, as the most recently used entry. Replacing
-   * the value of a live key calls no `onExpire`; replacing an expired one first reports the
+   * the value of a live key calls no `dispose`; replacing an expired one first reports the
    * old value as `'expire'`. A new key beyond `max` removes the least recently used entry.
    *
-   * @param ttl - this entry's time to live, milliseconds or a duration string, above zero;
-   *   defaults to the cache's `ttl`
-   * @throws TypeError when `ttl` is invalid (nothing is stored then)
+   * @param ttl - this entry's own time to live (which `touch` renews): milliseconds or a
+   *   duration string, above zero, or `Infinity` for never; defaults to the cache's `ttl`
+   * @throws TypeError when `ttl` is invalid, or missing on a cache without a default (nothing
+   *   is stored then)
    */
   set(key: K, value: V, ttl?: Duration): this {
-    const ms = ttl === undefined ? this.#ttl : ttlMs(ttl);
+    const ms = ttl === undefined ? (this.#ttl ?? noDefaultTtl()) : ttlMs(ttl);
     const t = this.#now();
     const expiresAt = t + ms;
     const map = this.#map;
@@ -237,7 +268,7 @@ export class ExpiringCache<K, V> {
     let expired: V | undefined;
     let hadExpired = false;
     if (entry === undefined) {
-      map.set(key, { value, expiresAt, seq: ++this.#seq });
+      map.set(key, { value, expiresAt, ttl: ms, seq: ++this.#seq });
     } else {
       if (entry.expiresAt <= t) {
         hadExpired = true;
@@ -245,27 +276,29 @@ export class ExpiringCache<K, V> {
       }
       entry.value = value;
       entry.expiresAt = expiresAt;
+      entry.ttl = ms;
       if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(key, entry);
     }
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
     if (expiresAt < this.#timerAt) this.#schedule(t);
-    if (hadExpired) this.#onExpire?.(expired as V, key, 'expire');
+    if (hadExpired) this.#dispose?.(expired as V, key, 'expire');
     if (map.size > this.#max) this.#evictOldest(t);
     return this;
   }
 
   /**
-   * Extends the life of a live entry to `ttl` from now (shorter or longer than it had) and
-   * makes it the most recently used.
+   * Renews a live entry: it lives for its own ttl (the one it was set or last touched with)
+   * from now, or for `ttl` when given, which then becomes its own. Makes it the most recently
+   * used. Never needs the cache's default ttl.
    *
-   * @param ttl - the new time to live, milliseconds or a duration string, above zero;
-   *   defaults to the cache's `ttl`
+   * @param ttl - a new time to live for this entry, milliseconds or a duration string, above
+   *   zero (shorter or longer than it had), or `Infinity` for never
    * @returns `false` when the key is missing or expired (an expired entry is removed and
    *   reported as `'expire'`)
    * @throws TypeError when `ttl` is invalid, whether or not the key is there
    */
   touch(key: K, ttl?: Duration): boolean {
-    const ms = ttl === undefined ? this.#ttl : ttlMs(ttl);
+    const ms = ttl === undefined ? undefined : ttlMs(ttl);
     const entry = this.#map.get(key);
     if (entry === undefined) return false;
     const t = this.#now();
@@ -273,7 +306,8 @@ export class ExpiringCache<K, V> {
       this.#remove(key, entry, 'expire');
       return false;
     }
-    const expiresAt = t + ms;
+    if (ms !== undefined) entry.ttl = ms;
+    const expiresAt = t + entry.ttl;
     entry.expiresAt = expiresAt;
     if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(key, entry);
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
@@ -331,7 +365,7 @@ export class ExpiringCache<K, V> {
   }
 
   /**
-   * Removes every entry without calling `onExpire`, and stops the timer and any sweep under
+   * Removes every entry without calling `dispose`, and stops the timer and any sweep under
    * way. The cache stays usable: the next `set` schedules a timer again.
    */
   clear(): void {
@@ -396,11 +430,11 @@ export class ExpiringCache<K, V> {
     entry.seq = ++this.#seq;
   }
 
-  /** Takes an entry out, then reports it: the cache is consistent when `onExpire` runs. */
+  /** Takes an entry out, then reports it: the cache is consistent when `dispose` runs. */
   #remove(key: K, entry: Entry<V>, reason: EvictionReason): void {
     this.#map.delete(key);
     if (this.#map.size === 0) this.#idle();
-    this.#onExpire?.(entry.value, key, reason);
+    this.#dispose?.(entry.value, key, reason);
   }
 
   /**
@@ -436,10 +470,11 @@ export class ExpiringCache<K, V> {
 
   /**
    * Makes sure a timer fires at the soonest known expiry, or `sweepInterval` from `t` if that
-   * is later. One timer at a time: an earlier target replaces it, a later one leaves it.
+   * is later. One timer at a time: an earlier target replaces it, a later one leaves it. None
+   * when nothing is known to expire (`#soonest` is `Infinity`: only infinite entries left).
    */
   #schedule(t: number): void {
-    if (this.#closed || this.#sweep !== undefined || this.#map.size === 0) return;
+    if (this.#closed || this.#sweep !== undefined || this.#soonest === Infinity) return;
     const at = Math.max(this.#soonest, t + this.#sweepInterval);
     if (this.#timer !== undefined) {
       if (at >= this.#timerAt) return;
@@ -482,7 +517,7 @@ export class ExpiringCache<K, V> {
       for (const [key, entry] of sweep) {
         if (entry.expiresAt <= t) {
           this.#map.delete(key);
-          this.#onExpire?.(entry.value, key, 'expire');
+          this.#dispose?.(entry.value, key, 'expire');
         } else if (entry.expiresAt < this.#sweepSoonest) {
           this.#sweepSoonest = entry.expiresAt;
         }
@@ -491,8 +526,8 @@ export class ExpiringCache<K, V> {
       }
       finished = budget > 0;
     } finally {
-      // Unless clear(), close() or an emptied cache stopped it (from onExpire), go on: after an
-      // exception from onExpire too, which then propagates as the timer's own would.
+      // Unless clear(), close() or an emptied cache stopped it (from dispose), go on: after an
+      // exception from dispose too, which then propagates as the timer's own would.
       if (this.#sweep === sweep) {
         if (finished) {
           this.#sweep = undefined;

@@ -84,6 +84,45 @@ export function parseCookie(header: string | undefined): Record<string, string> 
   return cookies;
 }
 
+/**
+ * The values of every cookie named `name` in a `Cookie` header, in the order sent, at most
+ * `limit` of them. Same grammar as {@link parseCookie} (trimmed, unquoted, decoded when a `%`
+ * is present, at most {@link MAX_COOKIE_PAIRS} pairs examined), but it compares names in place
+ * and builds only the values asked for: the server reads its session cookie with it.
+ *
+ * A header may carry one name twice (a sibling subdomain can plant `sid=…` for the parent
+ * domain, which the browser then sends beside the host's own): every value is returned, so the
+ * caller can choose the first that is valid.
+ *
+ * @param header - the `Cookie` header as received, or `undefined`
+ * @param name - the cookie name to look for
+ * @param limit - the most values returned
+ */
+export function cookieValues(header: string | undefined, name: string, limit = 1): string[] {
+  const values: string[] = [];
+  if (typeof header !== 'string') return values;
+  const len = header.length;
+  const nameLen = name.length;
+  let index = 0;
+  let pairs = 0;
+  while (index < len && values.length < limit) {
+    const eq = header.indexOf('=', index);
+    if (eq === -1) break;
+    const semicolon = header.indexOf(';', index);
+    const end = semicolon === -1 ? len : semicolon;
+    if (eq > end) {
+      index = header.lastIndexOf(';', eq - 1) + 1;
+      continue;
+    }
+    if (++pairs > MAX_COOKIE_PAIRS) break;
+    const nameStart = skipOws(header, index, eq);
+    const nameEnd = skipOwsBack(header, eq, nameStart);
+    if (nameEnd - nameStart === nameLen && header.startsWith(name, nameStart)) values.push(readValue(header, eq + 1, end));
+    index = end + 1;
+  }
+  return values;
+}
+
 /** The index of the first character in `[start, end)` that is not SP or HTAB, else `end`. */
 function skipOws(str: string, start: number, end: number): number {
   while (start < end && isOws(str.charCodeAt(start))) start++;
@@ -282,7 +321,7 @@ const BOOLEAN_OPTIONS = ['secure', 'httpOnly', 'partitioned'] as const;
  * ```
  */
 export function serializeCookie(name: string, value: string, options: CookieOptions = {}): string {
-  if (typeof name !== 'string' || !COOKIE_NAME_RE.test(name)) {
+  if (!isCookieName(name)) {
     throw new TypeError(`cookie name is invalid: ${show(name)} (expected an RFC 6265 token)`);
   }
   if (typeof value !== 'string') {
@@ -312,14 +351,14 @@ export function serializeCookie(name: string, value: string, options: CookieOpti
   }
 
   if (domain !== undefined) {
-    if (typeof domain !== 'string' || !DOMAIN_VALUE_RE.test(domain)) {
+    if (!isCookieDomain(domain)) {
       throw invalid('domain', domain, 'expected a host name such as "example.com"');
     }
     header += `; Domain=${domain}`;
   }
 
   if (path !== undefined) {
-    if (typeof path !== 'string' || !PATH_VALUE_RE.test(path) || path.length > MAX_COOKIE_ATTRIBUTE_BYTES) {
+    if (!isCookiePath(path)) {
       throw invalid('path', path, `expected "/" then at most ${MAX_COOKIE_ATTRIBUTE_BYTES - 1} characters, none a control or ";"`);
     }
     header += `; Path=${path}`;
@@ -367,6 +406,21 @@ export function serializeCookie(name: string, value: string, options: CookieOpti
   }
 
   return header;
+}
+
+/** Whether `name` is a valid cookie name (an RFC 6265 token). */
+export function isCookieName(name: unknown): name is string {
+  return typeof name === 'string' && COOKIE_NAME_RE.test(name);
+}
+
+/** Whether `path` is a valid `Path` attribute value for {@link serializeCookie}. */
+export function isCookiePath(path: unknown): path is string {
+  return typeof path === 'string' && PATH_VALUE_RE.test(path) && path.length <= MAX_COOKIE_ATTRIBUTE_BYTES;
+}
+
+/** Whether `domain` is a valid `Domain` attribute value for {@link serializeCookie}. */
+export function isCookieDomain(domain: unknown): domain is string {
+  return typeof domain === 'string' && DOMAIN_VALUE_RE.test(domain);
 }
 
 /** The default encoder: the value as is when that is safe, else `encodeURIComponent`. */

@@ -29,7 +29,7 @@ export class HttpError extends SessionError {
 
   constructor(status: number, message?: string, options?: { cause?: unknown; code?: string }) {
     if (!Number.isInteger(status) || status < 400 || status > 599) {
-      throw new TypeError(`option status is invalid: ${String(status)} (expected 400 to 599)`);
+      throw new TypeError(`HttpError status is invalid: ${String(status)} (expected an integer from 400 to 599)`);
     }
     super(message ?? STATUS_TEXT[status] ?? 'Error', options?.code ?? `EHTTP${status}`, status, options);
     this.name = 'HttpError';

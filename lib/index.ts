@@ -2,8 +2,10 @@
  * bare-session: HTTP sessions for Node on `node:http` alone, with memory + file storage.
  * This module only re-exports.
  */
-export { Server, RouteGroup, createServer } from './server.js';
-export type { ErrorHook, Handler, Logger, Middleware, Req, SameSite, ServerOptions } from './server.js';
+export { Server, createServer } from './server.js';
+export type { ErrorHook, Logger, Req, ServerOptions } from './server-options.js';
+export { RouteGroup } from './route-group.js';
+export type { Handler, Middleware } from './route-group.js';
 export { Request, CookieJar } from './request.js';
 export { Response } from './response.js';
 export type { WriteValue } from './response.js';
@@ -15,9 +17,9 @@ export type { FileStorageOptions } from './file-storage.js';
 export { ExpiringCache } from './cache.js';
 export type { EvictionReason, ExpiringCacheOptions } from './cache.js';
 export { parseCookie, serializeCookie } from './cookie.js';
-export type { CookieOptions } from './cookie.js';
+export type { CookieOptions, CookiePriority, CookieSameSite } from './cookie.js';
 export { SessionError, HttpError, StorageError } from './errors.js';
 export { generateId, isValidId } from './id.js';
 export type { Duration } from './duration.js';
-export type { JsonValue, SessionData, Storage } from './storage.js';
+export type { JsonValue, SessionChanges, SessionData, Storage, StorageSettings } from './storage.js';
 export type { Method, Params } from './router.js';

@@ -72,3 +72,19 @@ export function cloneJson<V extends JsonValue | undefined>(value: V): V {
   if (value === null || typeof value !== 'object') return value;
   return JSON.parse(JSON.stringify(value)) as V;
 }
+
+/** Whether two JSON values are equal: the same primitives, arrays and objects, key order aside. */
+export function jsonEqual(a: JsonValue | undefined, b: JsonValue | undefined): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const k of keys) if (!Object.hasOwn(b, k) || !jsonEqual(a[k], b[k])) return false;
+  return true;
+}

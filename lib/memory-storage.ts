@@ -2,8 +2,10 @@
  * Memory storage: sessions in an expiring cache. Fast, and gone when the process ends.
  */
 import { ExpiringCache } from './cache.js';
-import { type Duration, parseDuration } from './duration.js';
-import type { SessionData, Storage } from './storage.js';
+import { type Duration, describe, parseDuration } from './duration.js';
+import { sessionTooLarge } from './errors.js';
+import { setOwn } from './json.js';
+import type { SessionChanges, SessionData, Storage, StorageSettings } from './storage.js';
 
 /** Options of {@link MemoryStorage}. */
 export interface MemoryStorageOptions {
@@ -22,9 +24,13 @@ export interface MemoryStorageOptions {
   now?: () => number;
 }
 
+/** The default `sessionMaxSize` until the server configures the storage. */
+const DEFAULT_MAX_SIZE = 1024 * 1024;
+
 /**
  * Sessions in memory: an {@link ExpiringCache} keyed by id. Lost on restart. Each id owns its
- * data: nothing is shared between two ids.
+ * data: nothing is shared between two ids. A `patch` is applied synchronously, so it is atomic
+ * within the process.
  *
  * @example
  * ```ts
@@ -33,15 +39,21 @@ export interface MemoryStorageOptions {
  */
 export class MemoryStorage implements Storage {
   readonly #cache: ExpiringCache<string, SessionData>;
+  #maxSize = DEFAULT_MAX_SIZE;
 
   constructor({ max = 1_000_000, sweepInterval = '1m', now = Date.now }: MemoryStorageOptions = {}) {
-    if (!Number.isInteger(max) || max < 1) throw new TypeError(`option max is invalid: ${String(max)} (expected a positive integer)`);
+    if (!Number.isSafeInteger(max) || max < 1) throw new TypeError(`option max is invalid: ${describe(max)} (expected a positive integer)`);
+    if (typeof now !== 'function') throw new TypeError(`option now is invalid: ${describe(now)} (expected a function returning milliseconds)`);
     this.#cache = new ExpiringCache<string, SessionData>({
-      ttl: '24h',
       max,
       now,
       sweepInterval: parseDuration(sweepInterval, 'sweepInterval'),
     });
+  }
+
+  /** Takes the server's `sessionMaxSize`, which `set` and `patch` then enforce. */
+  configure(settings: StorageSettings): void {
+    this.#maxSize = settings.maxSize;
   }
 
   /** The session, or `undefined` when missing or expired. */
@@ -51,12 +63,32 @@ export class MemoryStorage implements Storage {
 
   /** Stores the session for `ttlMs`; the storage owns `data` from now on. */
   async set(id: string, data: SessionData, ttlMs: number): Promise<void> {
+    this.#checkSize(data);
     this.#cache.set(id, data, ttlMs);
   }
 
-  /** Extends the session's life to `ttlMs` from now; a missing session stays missing. */
-  async touch(id: string, ttlMs: number): Promise<void> {
-    this.#cache.touch(id, ttlMs);
+  /**
+   * Applies one request's changes to the session as held now, and gives it `ttlMs` from now.
+   * @returns `false` (changing nothing) when the session is missing or expired
+   */
+  async patch(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean> {
+    const current = this.#cache.peek(id);
+    if (current === undefined) return false;
+    const next: SessionData = Object.create(null);
+    if (!changes.clear) for (const k of Object.keys(current)) setOwn(next, k, current[k]);
+    for (const k of changes.remove) delete next[k];
+    for (const k of Object.keys(changes.set)) setOwn(next, k, changes.set[k]);
+    this.#checkSize(next);
+    this.#cache.set(id, next, ttlMs);
+    return true;
+  }
+
+  /**
+   * Extends the session's life to `ttlMs` from now.
+   * @returns `false` when the session is missing or expired (it stays missing)
+   */
+  async touch(id: string, ttlMs: number): Promise<boolean> {
+    return this.#cache.touch(id, ttlMs);
   }
 
   /** Deletes the session. */
@@ -72,5 +104,10 @@ export class MemoryStorage implements Storage {
   /** Drops every session and stops the sweep timer. */
   async close(): Promise<void> {
     this.#cache.close();
+  }
+
+  #checkSize(data: SessionData): void {
+    const size = Buffer.byteLength(JSON.stringify(data));
+    if (size > this.#maxSize) throw sessionTooLarge(size, this.#maxSize);
   }
 }

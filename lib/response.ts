@@ -70,7 +70,7 @@ export class Response {
   status(code: number): this {
     // 1xx are interim answers, not a final status: a client would wait for the real one.
     if (!Number.isInteger(code) || code < 200 || code > 599) {
-      throw new TypeError(`option status is invalid: ${describe(code)} (expected 200 to 599)`);
+      throw new TypeError(`response status is invalid: ${describe(code)} (expected an integer from 200 to 599)`);
     }
     this.#status = code;
     return this;
@@ -108,7 +108,7 @@ export class Response {
   /** Redirects to `location` with `code` (default 302) and an empty body. */
   redirect(location: string, code = 302): this {
     if (!Number.isInteger(code) || code < 300 || code > 399) {
-      throw new TypeError(`option code is invalid: ${describe(code)} (expected 300 to 399)`);
+      throw new TypeError(`redirect status is invalid: ${describe(code)} (expected an integer from 300 to 399)`);
     }
     // The header first: a bad location throws before the status changes.
     this.header('Location', location).status(code);

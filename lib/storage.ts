@@ -53,7 +53,9 @@ export interface StorageSettings {
  *   Without it the server reads, merges and `set`s under a lock of its own, which keeps
  *   concurrent writes of one process, but not of several processes sharing the storage.
  * - `touch` extends the life of an existing session to `ttlMs` from now without rewriting its
- *   data, and never creates one.
+ *   data, and never creates one. It resolves `false` when the session no longer exists (then
+ *   the server sends no cookie for it); a storage that cannot tell resolves nothing, and the
+ *   server reads the session before it refreshes the cookie.
  * - `remove` deletes the session; a missing one is not an error.
  * - `configure`, when present, receives the server's settings once, before the first call.
  *   A storage that has it enforces `maxSize` itself where it serializes; for one that has not,
@@ -77,8 +79,8 @@ export interface Storage {
   set(id: string, data: SessionData, ttlMs: number): Promise<void>;
   /** Applies one request's changes to the stored session atomically; `false` when it is gone. */
   patch?(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean>;
-  /** Extends the session's life without a rewrite; never creates a session. */
-  touch(id: string, ttlMs: number): Promise<void>;
+  /** Extends the session's life without a rewrite; never creates one; `false` when it is gone. */
+  touch(id: string, ttlMs: number): Promise<boolean | void>;
   /** Deletes the session; a missing one is no error. */
   remove(id: string): Promise<void>;
   /** Receives the server's settings once, before the first call. */

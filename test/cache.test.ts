@@ -6,7 +6,7 @@ import type { Duration } from '../lib/duration.js';
 type Call = [value: number, key: string, reason: EvictionReason];
 
 /**
- * A cache on a clock the test moves by hand, recording every `onExpire` call; closed after the
+ * A cache on a clock the test moves by hand, recording every `dispose` call; closed after the
  * test. The default ttl is 1000 ms and the default sweepInterval 1000 ms.
  */
 function setup(t: TestContext, options: Partial<ExpiringCacheOptions<string, number>> = {}) {
@@ -15,7 +15,7 @@ function setup(t: TestContext, options: Partial<ExpiringCacheOptions<string, num
   const cache = new ExpiringCache<string, number>({
     ttl: 1000,
     now: () => clock.now,
-    onExpire: (value, key, reason) => {
+    dispose: (value, key, reason) => {
       calls.push([value, key, reason]);
     },
     ...options,
@@ -38,8 +38,9 @@ function advance(t: TestContext, clock: { now: number }, ms: number): void {
 
 describe('ExpiringCache options', () => {
   const invalid: [string, Record<string, unknown>][] = [
-    ['ttl', {}],
     ['ttl', { ttl: 0 }],
+    ['ttl', { ttl: Number.NEGATIVE_INFINITY }],
+    ['ttl', { ttl: null }],
     ['ttl', { ttl: -1 }],
     ['ttl', { ttl: 'abc' }],
     ['ttl', { ttl: Number.NaN }],
@@ -49,7 +50,7 @@ describe('ExpiringCache options', () => {
     ['max', { ttl: 1000, max: Number.NaN }],
     ['max', { ttl: 1000, max: '10' }],
     ['now', { ttl: 1000, now: 5 }],
-    ['onExpire', { ttl: 1000, onExpire: 'log' }],
+    ['dispose', { ttl: 1000, dispose: 'log' }],
     ['sweepInterval', { ttl: 1000, sweepInterval: -1 }],
     ['sweepInterval', { ttl: 1000, sweepInterval: '1 s' }],
   ];
@@ -61,6 +62,33 @@ describe('ExpiringCache options', () => {
       });
     });
   }
+
+  for (const options of [undefined, null, 'ttl']) {
+    it(`throws a TypeError naming ttl when given ${String(options)} for options`, () => {
+      assert.throws(
+        () => new ExpiringCache(options as unknown as ExpiringCacheOptions<string, number>),
+        { name: 'TypeError', message: /^option ttl is invalid: .*\bttl\b/ },
+        'no options object at all',
+      );
+    });
+  }
+
+  it('takes no default ttl from {}, and then set without a ttl throws naming ttl', (t) => {
+    const clock = { now: 0 };
+    const cache = new ExpiringCache<string, number>({ now: () => clock.now });
+    t.after(() => cache.close());
+    assert.throws(
+      () => cache.set('a', 1),
+      { name: 'TypeError', message: 'option ttl is invalid: undefined (this cache has no default ttl; pass one to set)' },
+      'set needs the missing default',
+    );
+    assert.equal(cache.has('a'), false, 'nothing stored');
+    cache.set('a', 1, 100);
+    assert.equal(cache.expiresAt('a'), 100, 'a per-call ttl works');
+    clock.now = 50;
+    assert.equal(cache.touch('a'), true, 'touch needs no default: the entry has its own ttl');
+    assert.equal(cache.expiresAt('a'), 150, 'renewed for its own ttl');
+  });
 
   it('takes durations as strings, max Infinity and a sweepInterval of 0', (t) => {
     const { cache } = setup(t, { ttl: '2s', max: Infinity, sweepInterval: 0 });
@@ -77,7 +105,7 @@ describe('ExpiringCache options', () => {
     assert.ok(at !== undefined && at >= before + 3_600_000 && at <= Date.now() + 3_600_000);
   });
 
-  const badTtls: unknown[] = [0, -5, Number.POSITIVE_INFINITY, '5x', '', null, 9e15];
+  const badTtls: unknown[] = [0, -5, Number.NEGATIVE_INFINITY, Number.NaN, 'Infinity', '5x', '', null, 9e15];
   for (const ttl of badTtls) {
     it(`rejects a per-call ttl of ${String(ttl)} from set and touch, storing nothing`, (t) => {
       const { cache } = setup(t);
@@ -156,6 +184,25 @@ describe('ExpiringCache expiry', () => {
     assert.equal(cache.expiresAt('a'), 1000);
   });
 
+  it("renews an entry on touch for its own ttl, and a touch's ttl becomes its own", (t) => {
+    const { clock, cache } = setup(t);
+    cache.set('a', 1, 100).set('d', 2);
+    clock.now = 50;
+    assert.equal(cache.touch('a'), true, 'live');
+    assert.equal(cache.expiresAt('a'), 150, "the ttl it was set with, not the cache's 1000");
+    assert.equal(cache.touch('a', 300), true, 'live');
+    assert.equal(cache.expiresAt('a'), 350, 'the given ttl');
+    clock.now = 100;
+    cache.touch('a');
+    assert.equal(cache.expiresAt('a'), 400, "the touch's ttl is now the entry's own");
+    cache.touch('d');
+    assert.equal(cache.expiresAt('d'), 1100, 'an entry set without a ttl has the default');
+    cache.set('a', 3);
+    clock.now = 200;
+    cache.touch('a');
+    assert.equal(cache.expiresAt('a'), 1200, 'set without a ttl gives the entry the default again');
+  });
+
   it('extends a life on touch, to the default ttl or its own, from now', (t) => {
     const { clock, cache } = setup(t);
     cache.set('a', 1);
@@ -168,6 +215,38 @@ describe('ExpiringCache expiry', () => {
     assert.equal(cache.expiresAt('a'), 1600);
     clock.now = 1600;
     assert.equal(cache.get('a'), undefined);
+  });
+
+  it('keeps an entry with a ttl of Infinity forever, as the default or per entry', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const setTimeoutSpy = t.mock.method(globalThis, 'setTimeout');
+    const { clock, calls, cache } = setup(t, { ttl: Number.POSITIVE_INFINITY });
+    cache.set('default', 1);
+    assert.equal(cache.expiresAt('default'), Number.POSITIVE_INFINITY, 'expiresAt of a default-infinite entry');
+    cache.set('finite', 2, 100).set('own', 3, Number.POSITIVE_INFINITY);
+    advance(t, clock, 1000);
+    assert.deepEqual(calls, [[2, 'finite', 'expire']], 'only the finite entry expired');
+    advance(t, clock, 1e15);
+    assert.equal(cache.get('default'), 1, 'the default-infinite entry lives on');
+    assert.equal(cache.touch('own'), true, 'touch of an infinite entry');
+    assert.equal(cache.expiresAt('own'), Number.POSITIVE_INFINITY, 'still infinite after touch');
+    assert.equal(setTimeoutSpy.mock.callCount(), 1, 'a timer for the finite entry only');
+    assert.deepEqual(calls, [[2, 'finite', 'expire']], 'nothing else left');
+  });
+
+  it('makes an entry infinite with set or touch given Infinity, and finite again with a ttl', (t) => {
+    const setTimeoutSpy = t.mock.method(globalThis, 'setTimeout');
+    const { clock, cache } = setup(t);
+    cache.set('a', 1, Number.POSITIVE_INFINITY);
+    assert.equal(setTimeoutSpy.mock.callCount(), 0, 'no timer for an entry that never expires');
+    cache.set('b', 2);
+    assert.equal(cache.touch('b', Number.POSITIVE_INFINITY), true, 'touch to Infinity');
+    clock.now = 5000;
+    assert.equal(cache.get('b'), 2, 'touched to Infinity, it outlives its first ttl');
+    cache.touch('b');
+    assert.equal(cache.expiresAt('b'), Number.POSITIVE_INFINITY, 'its own ttl is now Infinity');
+    cache.touch('a', 10);
+    assert.equal(cache.expiresAt('a'), 5010, 'finite again');
   });
 
   it('returns false from touch for a key it does not hold', (t) => {
@@ -185,7 +264,7 @@ describe('ExpiringCache expiry', () => {
     assert.equal(cache.expiresAt('missing'), undefined);
   });
 
-  it('replaces a live value on set without calling onExpire, with a fresh ttl', (t) => {
+  it('replaces a live value on set without calling dispose, with a fresh ttl', (t) => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1);
     clock.now = 600;
@@ -214,9 +293,9 @@ describe('ExpiringCache expiry', () => {
     assert.deepEqual(calls, [[1, 'a', 'delete']]);
   });
 
-  it('lets onExpire throw to the caller, with the cache already consistent', (t) => {
+  it('lets dispose throw to the caller, with the cache already consistent', (t) => {
     const { clock, cache } = setup(t, {
-      onExpire: () => {
+      dispose: () => {
         throw new Error('boom');
       },
     });
@@ -228,7 +307,7 @@ describe('ExpiringCache expiry', () => {
     assert.equal(cache.has('b'), false);
   });
 
-  it('works without onExpire', (t) => {
+  it('works without dispose', (t) => {
     const clock = { now: 0 };
     const cache = new ExpiringCache<string, number>({ ttl: 1000, max: 1, now: () => clock.now });
     t.after(() => cache.close());
@@ -361,7 +440,7 @@ describe('ExpiringCache size, purgeStale and iteration', () => {
 });
 
 describe('ExpiringCache clear and close', () => {
-  it('clear removes everything without calling onExpire, and the cache goes on', (t) => {
+  it('clear removes everything without calling dispose, and the cache goes on', (t) => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1).set('b', 2);
     cache.clear();
@@ -404,7 +483,7 @@ describe('ExpiringCache clear and close', () => {
     assert.equal(cache.get('d'), 4);
   });
 
-  it('close calls no onExpire, ever after sweeps nothing, and still expires lazily', (t) => {
+  it('close calls no dispose, ever after sweeps nothing, and still expires lazily', (t) => {
     t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1);
@@ -421,7 +500,7 @@ describe('ExpiringCache clear and close', () => {
 });
 
 describe('ExpiringCache background sweep', () => {
-  it("calls onExpire('expire') from the timer, without any read", (t) => {
+  it("calls dispose('expire') from the timer, without any read", (t) => {
     t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1).set('b', 2, 3000);
@@ -517,7 +596,7 @@ describe('ExpiringCache background sweep', () => {
     const immediate = t.mock.method(globalThis, 'setImmediate');
     const perChunk: number[] = [];
     const { clock, cache } = setup(t, {
-      onExpire: () => {
+      dispose: () => {
         const chunk = immediate.mock.callCount();
         perChunk[chunk] = (perChunk[chunk] ?? 0) + 1;
       },
@@ -546,7 +625,7 @@ describe('ExpiringCache background sweep', () => {
       ttl: 1,
       sweepInterval: 0,
       now: () => clock.now,
-      onExpire: () => {
+      dispose: () => {
         if (++calls === 1) firstCall();
       },
     });
@@ -565,7 +644,7 @@ describe('ExpiringCache background sweep', () => {
     assert.equal(cache.size, 0);
   });
 
-  it('picks up entries set from onExpire during a sweep, with no second timer', (t) => {
+  it('picks up entries set from dispose during a sweep, with no second timer', (t) => {
     t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
     const setTimeoutSpy = t.mock.method(globalThis, 'setTimeout');
     const clock = { now: 0 };
@@ -573,7 +652,7 @@ describe('ExpiringCache background sweep', () => {
     const cache: ExpiringCache<string, number> = new ExpiringCache<string, number>({
       ttl: 1000,
       now: () => clock.now,
-      onExpire: (value, key) => {
+      dispose: (value, key) => {
         keys.push(key);
         if (value < 3) cache.set(`${key}+`, value + 1, 2000 - value);
       },
@@ -591,7 +670,7 @@ describe('ExpiringCache background sweep', () => {
     assert.deepEqual(keys, ['a', 'a+', 'b', 'a++']);
   });
 
-  it('stops a sweep under way when onExpire clears the cache', (t) => {
+  it('stops a sweep under way when dispose clears the cache', (t) => {
     t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
     const immediate = t.mock.method(globalThis, 'setImmediate');
     const clock = { now: 0 };
@@ -599,7 +678,7 @@ describe('ExpiringCache background sweep', () => {
     const cache: ExpiringCache<string, number> = new ExpiringCache<string, number>({
       ttl: 1000,
       now: () => clock.now,
-      onExpire: () => {
+      dispose: () => {
         calls++;
         cache.clear();
       },
@@ -612,7 +691,7 @@ describe('ExpiringCache background sweep', () => {
     assert.equal(immediate.mock.callCount(), 0);
   });
 
-  it('goes on sweeping after onExpire throws from the timer', async (t) => {
+  it('goes on sweeping after dispose throws from the timer', async (t) => {
     // Real immediates: a mocked one would be run again after its callback throws.
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const clock = { now: 0 };
@@ -620,7 +699,7 @@ describe('ExpiringCache background sweep', () => {
     const swept = new ExpiringCache<string, number>({
       ttl: 1000,
       now: () => clock.now,
-      onExpire: () => {
+      dispose: () => {
         if (++calls === 1) throw new Error('boom');
       },
     });

@@ -35,6 +35,26 @@ export async function stopExample(child: ChildProcess): Promise<number | null> {
 }
 
 describe('examples/memory.ts', () => {
+  it('takes an empty PORT to mean 8199, not a random port', { timeout: 20_000 }, async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'examples/memory.ts')], { cwd: ROOT, env: { ...process.env, PORT: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+    // Listening on 8199, or (when something else holds it) refusing 8199 by name: either way 8199.
+    const exited = once(child, 'exit');
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (/listening on http:\/\/\S+:\d+|could not listen/.test(out)) resolve();
+      };
+      child.stdout?.on('data', check);
+      child.stderr?.on('data', check);
+      void exited.then(() => resolve());
+    });
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+    assert.match(out, /listening on http:\/\/localhost:8199 |could not listen on port 8199 /, `the example used port 8199: ${out}`);
+  });
+
   it('walks the seed: set, get, restart, the session is gone', async () => {
     const jar = new Jar();
     let { child, port } = await startExample('examples/memory.ts');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Server, type ServerOptions } from '../lib/index.js';
-import type { SessionData, Storage } from '../lib/storage.js';
+import type { SessionData, Storage, StorageSettings } from '../lib/storage.js';
 
 /** What {@link send} resolves to. */
 export interface Reply {
@@ -51,9 +51,19 @@ export function send(port: number, path: string, options: SendOptions = {}): Pro
   });
 }
 
-/** A browser's cookie jar, for one host: keeps what `Set-Cookie` sets, sends it back. */
+/**
+ * A browser's cookie jar, for one host: keeps what `Set-Cookie` sets, sends it back. Given a
+ * clock, it drops a cookie once its `Max-Age` has run out, as a browser does.
+ */
 export class Jar {
   readonly cookies = new Map<string, string>();
+  /** When each cookie with a `Max-Age` expires, on the clock. */
+  readonly #expires = new Map<string, number>();
+  readonly #now: (() => number) | undefined;
+
+  constructor(clock?: { now: () => number }) {
+    this.#now = clock?.now;
+  }
 
   /** Stores the cookies of a reply; `Max-Age=0` deletes one. */
   take(reply: Reply): Reply {
@@ -62,22 +72,38 @@ export class Jar {
       const eq = pair.indexOf('=');
       const name = pair.slice(0, eq).trim();
       const value = pair.slice(eq + 1).trim();
-      const expired = attrs.some((a) => /^\s*max-age=0\s*$/i.test(a));
-      if (expired) this.cookies.delete(name);
-      else this.cookies.set(name, value);
+      const maxAge = attrs.map((a) => /^\s*max-age=(\d+)\s*$/i.exec(a)).find((m) => m !== null);
+      if (maxAge?.[1] === '0') {
+        this.cookies.delete(name);
+        this.#expires.delete(name);
+        continue;
+      }
+      this.cookies.set(name, value);
+      if (maxAge !== undefined && this.#now !== undefined) this.#expires.set(name, this.#now() + Number(maxAge[1]) * 1000);
+      else this.#expires.delete(name);
     }
     return reply;
   }
 
-  /** The `Cookie` header to send. */
+  /** The `Cookie` header to send (cookies whose `Max-Age` ran out are dropped first). */
   header(): string {
+    if (this.#now !== undefined) {
+      const now = this.#now();
+      for (const [name, at] of this.#expires) {
+        if (now >= at) {
+          this.cookies.delete(name);
+          this.#expires.delete(name);
+        }
+      }
+    }
     return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
   }
 
   /** Sends a request with the jar's cookies and keeps the ones the answer sets. */
   async send(port: number, path: string, options: SendOptions = {}): Promise<Reply> {
     const headers = { ...options.headers };
-    if (this.cookies.size > 0) headers['cookie'] = this.header();
+    const cookie = this.header();
+    if (cookie !== '') headers['cookie'] = cookie;
     return this.take(await send(port, path, { ...options, headers }));
   }
 }
@@ -116,8 +142,20 @@ export class Clock {
 export class SpyStorage implements Storage {
   readonly calls: { method: string; id: string }[] = [];
   readonly inner: Storage;
+  /** Present when the wrapped storage has one, as the server would see it. */
+  readonly patch?: NonNullable<Storage['patch']>;
   constructor(inner: Storage) {
     this.inner = inner;
+    const patch = inner.patch;
+    if (patch !== undefined) {
+      this.patch = (id, changes, ttlMs) => {
+        this.calls.push({ method: 'patch', id });
+        return patch.call(inner, id, changes, ttlMs);
+      };
+    }
+  }
+  configure(settings: StorageSettings): void {
+    this.inner.configure?.(settings);
   }
   get(id: string): Promise<SessionData | undefined> {
     this.calls.push({ method: 'get', id });
@@ -127,7 +165,7 @@ export class SpyStorage implements Storage {
     this.calls.push({ method: 'set', id });
     return this.inner.set(id, data, ttlMs);
   }
-  touch(id: string, ttlMs: number): Promise<void> {
+  touch(id: string, ttlMs: number): Promise<boolean | void> {
     this.calls.push({ method: 'touch', id });
     return this.inner.touch(id, ttlMs);
   }
@@ -215,4 +253,150 @@ export class MemoryLogger {
   of(level: 'info' | 'warn' | 'error'): string[] {
     return this.lines.filter((l) => l.level === level).map((l) => l.message);
   }
+}
+
+/**
+ * A barrier for `n` parties: `wait()` resolves for all of them once the `n`th arrives. Tests use
+ * it to hold every request in its handler until all have loaded their session.
+ */
+export class Barrier {
+  readonly #n: number;
+  #arrived = 0;
+  readonly #all = deferred();
+  constructor(n: number) {
+    this.#n = n;
+  }
+  /** Arrives, and resolves once all `n` have arrived. */
+  wait(): Promise<void> {
+    if (++this.#arrived === this.#n) this.#all.resolve();
+    return this.#all.promise;
+  }
+}
+
+/** A call a {@link GatedStorage} holds until the test releases it. */
+export interface HeldCall {
+  readonly method: StorageMethod;
+  readonly id: string;
+  release(): void;
+}
+
+/** The methods a {@link GatedStorage} can hold. */
+export type StorageMethod = 'get' | 'set' | 'patch' | 'touch' | 'remove';
+
+/**
+ * A storage that forces the interleavings a concurrency test claims. It wraps another storage,
+ * and for the methods the test `hold`s, each call waits until the test releases it. A held
+ * `get` reads the inner storage when it is called and answers that snapshot when released, as
+ * a backend's answer in flight would. With `delay: true` every call also waits one turn of the
+ * event loop (`setImmediate`), so that calls of many requests interleave. Without
+ * `withPatch` it hides the inner storage's `patch`, so the server uses its own read-merge-write
+ * under its lock.
+ */
+export class GatedStorage implements Storage {
+  readonly inner: Storage;
+  readonly held: HeldCall[] = [];
+  readonly calls: { method: StorageMethod; id: string }[] = [];
+  readonly patch?: NonNullable<Storage['patch']>;
+  readonly #holding = new Set<StorageMethod>();
+  readonly #delay: boolean;
+  #waiters: (() => void)[] = [];
+
+  constructor(inner: Storage, { withPatch = false, delay = false }: { withPatch?: boolean; delay?: boolean } = {}) {
+    this.inner = inner;
+    this.#delay = delay;
+    const patch = inner.patch;
+    if (withPatch && patch !== undefined) {
+      this.patch = async (id, changes, ttlMs) => {
+        await this.#gate('patch', id);
+        return patch.call(inner, id, changes, ttlMs);
+      };
+    }
+  }
+
+  /** From now on, calls of `method` wait for a release. */
+  hold(method: StorageMethod): void {
+    this.#holding.add(method);
+  }
+
+  /** From now on, calls of `method` go through (the ones already held stay held). */
+  pass(method: StorageMethod): void {
+    this.#holding.delete(method);
+  }
+
+  /** Resolves once `n` calls of `method` are held. */
+  async whenHeld(method: StorageMethod, n: number): Promise<void> {
+    while (this.held.filter((h) => h.method === method).length < n) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+  }
+
+  /** Releases the oldest held call of `method` and returns it. */
+  release(method: StorageMethod): HeldCall {
+    const i = this.held.findIndex((h) => h.method === method);
+    if (i === -1) throw new Error(`no ${method} call is held`);
+    const [call] = this.held.splice(i, 1) as [HeldCall];
+    call.release();
+    return call;
+  }
+
+  /** Holds nothing more and releases every held call (so a failed test does not hang). */
+  releaseAll(): void {
+    this.#holding.clear();
+    for (const call of this.held.splice(0)) call.release();
+  }
+
+  configure(settings: StorageSettings): void {
+    this.inner.configure?.(settings);
+  }
+
+  async get(id: string): Promise<SessionData | undefined> {
+    const snapshot = await this.inner.get(id);
+    await this.#gate('get', id);
+    return snapshot;
+  }
+
+  async set(id: string, data: SessionData, ttlMs: number): Promise<void> {
+    await this.#gate('set', id);
+    await this.inner.set(id, data, ttlMs);
+  }
+
+  async touch(id: string, ttlMs: number): Promise<boolean | void> {
+    await this.#gate('touch', id);
+    return this.inner.touch(id, ttlMs);
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.#gate('remove', id);
+    await this.inner.remove(id);
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close?.();
+  }
+
+  async #gate(method: StorageMethod, id: string): Promise<void> {
+    this.calls.push({ method, id });
+    if (this.#delay) await new Promise((resolve) => setImmediate(resolve));
+    if (!this.#holding.has(method)) return;
+    const d = deferred();
+    this.held.push({ method, id, release: () => d.resolve() });
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+    await d.promise;
+  }
+}
+
+/** Resolves after every pending microtask and one turn of the event loop: not a timer. */
+export function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Resolves once `check()` is true, looking again after each turn of the event loop. */
+export async function waitFor(check: () => boolean, turns = 10_000): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    if (check()) return;
+    await turn();
+  }
+  throw new Error('waitFor: the condition never became true');
 }

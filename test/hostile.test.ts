@@ -121,7 +121,7 @@ describe('hostile paths', () => {
       const n = Math.floor(rand() * 12);
       for (let j = 0; j < n; j++) path += pieces[Math.floor(rand() * pieces.length)];
       const m = r.find('GET', path);
-      assert.ok(m.kind === 'found' || m.kind === 'none' || m.kind === 'method');
+      assert.ok(m.kind === 'found' || m.kind === 'none' || m.kind === 'method' || m.kind === 'bad', `${JSON.stringify(path)} gave ${m.kind}`);
     }
     assert.equal(r.find('GET', `/${'a/'.repeat(20_000)}`).kind, 'none');
   });
@@ -133,7 +133,7 @@ describe('hostile paths', () => {
     });
     for (const path of ['/..', '/%2e%2e/%2e%2e/etc/passwd', '//files//a', '/files/%E0%A4%A', '/files/..%2f..%2f', `/${'x'.repeat(8000)}`, '/files/%00']) {
       const out = await send(s.port, path);
-      assert.ok(out.status === 200 || out.status === 404, `${path}: ${out.status}`);
+      assert.ok(out.status === 200 || out.status === 400 || out.status === 404, `${path}: ${out.status}`);
     }
     assert.equal((await send(s.port, '/files/a%2Fb')).body, 'a/b');
     assert.equal((await send(s.port, '/ok')).body, 'ok');

@@ -137,7 +137,7 @@ describe('r.response.status', () => {
             r.response.status(code as number);
             results.push(`accepted ${String(code)}`);
           } catch (e) {
-            results.push(e instanceof TypeError && /option status is invalid/.test(e.message) ? 'TypeError' : 'other');
+            results.push(e instanceof TypeError && /response status is invalid/.test(e.message) ? 'TypeError' : 'other');
           }
         }
         r.response.write(r.response.statusCode);
@@ -270,7 +270,7 @@ describe('r.response.redirect', () => {
             r.response.redirect('/x', code);
             results.push(`accepted ${code}`);
           } catch (e) {
-            results.push(e instanceof TypeError && /option code is invalid/.test(e.message) ? 'TypeError' : 'other');
+            results.push(e instanceof TypeError && /redirect status is invalid/.test(e.message) ? 'TypeError' : 'other');
           }
         }
         try {

@@ -28,22 +28,22 @@ describe('Router.find', () => {
     ['GET', '/users/42/', 'show', { id: '42' }],
     ['DELETE', '/users/7', 'remove', { id: '7' }],
     ['GET', '/users/a%20b', 'show', { id: 'a b' }],
-    ['GET', '/users/%E0%A4%A', 'show', { id: '%E0%A4%A' }],
     ['GET', '/users/1/posts/2', 'post', { id: '1', post: '2' }],
     ['PATCH', '/any', 'any', {}],
     ['GET', '/files/a/b/c.txt', 'files', { '*': 'a/b/c.txt' }],
-    ['GET', '/files', 'files', { '*': '' }],
+    ['GET', '/files/a', 'files', { '*': 'a' }],
+    ['GET', '/files/a%2Fb/', 'files', { '*': 'a/b' }],
     ['HEAD', '/users', 'list', {}],
     ['HEAD', '/head-only', 'head', {}],
   ];
   for (const [method, path, handler, params] of found) {
     it(`finds ${method} ${path}`, () => {
       const m = r.find(method, path);
-      assert.equal(m.kind, 'found');
+      assert.equal(m.kind, 'found', 'kind');
       if (m.kind !== 'found') return;
-      assert.equal(m.handler, handler);
-      assert.deepEqual({ ...m.params }, params);
-      assert.equal(Object.getPrototypeOf(m.params), null);
+      assert.equal(m.handler, handler, 'handler');
+      assert.deepEqual({ ...m.params }, params, 'params');
+      assert.equal(Object.getPrototypeOf(m.params), null, 'params has no prototype');
     });
   }
 
@@ -53,10 +53,98 @@ describe('Router.find', () => {
     }
   });
 
-  it('answers method with Allow for a known path and another method', () => {
-    assert.deepEqual(r.find('PUT', '/users'), { kind: 'method', allow: 'GET, POST, HEAD' });
-    assert.deepEqual(r.find('POST', '/users/1'), { kind: 'method', allow: 'GET, DELETE, HEAD' });
-    assert.deepEqual(r.find('GET', '/head-only'), { kind: 'method', allow: 'HEAD' });
+  it('answers method with an Allow that lists OPTIONS, and HEAD with GET', () => {
+    assert.deepEqual(r.find('PUT', '/users'), { kind: 'method', allow: 'GET, POST, HEAD, OPTIONS' }, 'static route');
+    assert.deepEqual(r.find('POST', '/users/1'), { kind: 'method', allow: 'GET, DELETE, HEAD, OPTIONS' }, 'dynamic route');
+    assert.deepEqual(r.find('GET', '/head-only'), { kind: 'method', allow: 'HEAD, OPTIONS' }, 'HEAD alone');
+  });
+
+  it('answers options with Allow for OPTIONS on a known path without an OPTIONS or ALL route', () => {
+    assert.deepEqual(r.find('OPTIONS', '/users'), { kind: 'options', allow: 'GET, POST, HEAD, OPTIONS' }, 'static route');
+    assert.deepEqual(r.find('OPTIONS', '/users/1/'), { kind: 'options', allow: 'GET, DELETE, HEAD, OPTIONS' }, 'dynamic route');
+    assert.equal(r.find('OPTIONS', '/nope').kind, 'none', 'unknown path');
+  });
+
+  it('lets an explicit OPTIONS or ALL route answer OPTIONS itself', () => {
+    const o = new Router<string>();
+    o.add('GET', '/x', 'get');
+    o.add('OPTIONS', '/x', 'own options');
+    o.add('GET', '/y/:id', 'get');
+    o.add('ALL', '/y/:name', 'all');
+    const x = o.find('OPTIONS', '/x');
+    assert.equal(x.kind === 'found' && x.handler, 'own options', 'explicit OPTIONS route');
+    const y = o.find('OPTIONS', '/y/1');
+    assert.equal(y.kind === 'found' && y.handler, 'all', 'ALL route');
+    assert.deepEqual(o.find('PUT', '/x'), { kind: 'method', allow: 'GET, HEAD, OPTIONS' }, 'OPTIONS listed once');
+  });
+
+  it('matches a trailing * against one or more segments: /files/* not /files, /* all but /', () => {
+    const rest = new Router<string>();
+    rest.add('GET', '/files/*', 'files');
+    rest.add('GET', '/*', 'everything');
+    for (const [path, kind, star] of [
+      ['/files', 'found', 'files'],
+      ['/files/', 'found', 'files'],
+      ['//files//', 'found', 'files'],
+      ['/files/x', 'found', 'x'],
+      ['/other/x/y', 'found', 'other/x/y'],
+      ['/', 'none', ''],
+    ] as const) {
+      const m = rest.find('GET', path);
+      assert.equal(m.kind, kind, `${path}: kind`);
+      if (m.kind === 'found') assert.equal(m.params['*'], star, `${path}: '/files' falls through to '/*', not '/files/*'`);
+    }
+    const only = new Router<string>();
+    only.add('GET', '/files/*', 'files');
+    for (const path of ['/files', '/files/', '/files//']) {
+      assert.equal(only.find('GET', path).kind, 'none', `${path} is not matched by /files/*`);
+    }
+  });
+
+  it('answers bad for a malformed escape in a parameter or the rest, whatever the method', () => {
+    for (const [method, path] of [
+      ['GET', '/users/%bob'],
+      ['GET', '/users/%E0%A4%A'],
+      ['GET', '/users/1/posts/%zz'],
+      ['GET', '/files/ok/%'],
+      ['GET', '/files/%zz/ok'],
+      ['PUT', '/users/%bob'],
+      ['OPTIONS', '/users/%bob/'],
+    ] as const) {
+      assert.deepEqual(r.find(method, path), { kind: 'bad' }, `${method} ${path}`);
+    }
+  });
+
+  it('compares a static segment raw, never decoding it', () => {
+    const s = new Router<string>();
+    s.add('GET', '/a%zz', 'raw');
+    s.add('GET', '/b%zz/:id', 'raw param');
+    const a = s.find('GET', '/a%zz');
+    assert.equal(a.kind === 'found' && a.handler, 'raw', 'a malformed static segment matches as it is');
+    const b = s.find('GET', '/b%zz/1');
+    assert.equal(b.kind === 'found' && b.params['id'], '1', 'a malformed static segment before a parameter');
+    assert.equal(s.find('GET', '/a%7A%7A').kind, 'none', 'an escaped form of a static segment is another path');
+  });
+
+  it('gives each route its own parameter names when routes share a shape', () => {
+    const p = new Router<string>();
+    p.add('GET', '/u/:id', 'get');
+    p.add('POST', '/u/:name', 'post');
+    p.add('ALL', '/u/:any', 'all');
+    p.add('GET', '/f/:dir/*', 'files');
+    p.add('PUT', '/f/:folder/*', 'put files');
+    for (const [method, path, params] of [
+      ['GET', '/u/7', { id: '7' }],
+      ['HEAD', '/u/7', { id: '7' }],
+      ['POST', '/u/ann', { name: 'ann' }],
+      ['DELETE', '/u/x', { any: 'x' }],
+      ['GET', '/f/a/b/c', { dir: 'a', '*': 'b/c' }],
+      ['PUT', '/f/a/b/c', { folder: 'a', '*': 'b/c' }],
+    ] as const) {
+      const m = p.find(method, path);
+      assert.equal(m.kind, 'found', `${method} ${path}: kind`);
+      if (m.kind === 'found') assert.deepEqual({ ...m.params }, params, `${method} ${path}: params`);
+    }
   });
 
   it('keeps parameters named like prototype members as plain keys', () => {
@@ -77,6 +165,8 @@ describe('Router.add', () => {
     const r = table();
     assert.throws(() => r.add('GET', '/users', 'again'), /already registered/);
     assert.throws(() => r.add('GET', '/users/:other', 'again'), /already registered \(as \/users\/:id\)/);
+    r.add('PATCH', '/users/:uid', 'patch');
+    assert.throws(() => r.add('PATCH', '/users/:x', 'again'), /PATCH \/users\/:x is already registered \(as \/users\/:uid\)/);
     assert.throws(() => r.add('ALL', '/any/', 'again'), TypeError);
     r.add('PUT', '/users/:x', 'put');
     assert.equal(r.find('PUT', '/users/1').kind, 'found');

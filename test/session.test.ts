@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MemoryStorage, Server, type SessionData } from '../lib/index.js';
+import { HttpError, MemoryStorage, Server, type SessionData, generateId } from '../lib/index.js';
 import { isValidId } from '../lib/id.js';
-import { Clock, Jar, SpyStorage, cookieValue, send, serve } from './helpers.js';
+import type { TestContext } from 'node:test';
+import type { Storage } from '../lib/storage.js';
+import { Barrier, Clock, GatedStorage, Jar, SpyStorage, cookieValue, deferred, send, serve, turn, waitFor } from './helpers.js';
 
 /** The seed's routes, plus a few more used below. */
 function seed(s: Server): void {
@@ -16,6 +18,10 @@ function seed(s: Server): void {
     });
     group.all('/del', (r) => {
       r.session.removeAll();
+      r.response.write('ok');
+    });
+    group.all('/set-other', (r) => {
+      r.session.set('other', (r.session.get('other') as number | undefined ?? 0) + 1);
       r.response.write('ok');
     });
   });
@@ -411,9 +417,11 @@ describe('the session cookie', () => {
     const refreshed = await jar.send(s.port, '/get');
     assert.equal(refreshed.setCookies.length, 1);
     assert.equal(refreshed.headers['cache-control'], 'no-store');
-    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0);
-    // Every write sends it.
-    assert.equal((await jar.send(s.port, '/set')).setCookies.length, 1);
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'refreshed once per interval');
+    // A write of the value already stored is no change: no write, no cookie.
+    assert.equal((await jar.send(s.port, '/set')).setCookies.length, 0, 'setting the same value is a read');
+    // A write that changes the data sends it.
+    assert.equal((await jar.send(s.port, '/set-other')).setCookies.length, 1, 'a real change sends the cookie');
   });
 
   it('makes a browser-session cookie with sessionCookieMaxAge 0', async (t) => {
@@ -457,24 +465,361 @@ describe('the session cookie', () => {
   });
 });
 
-describe('concurrency', () => {
-  it('keeps all 200 keys of 200 concurrent disjoint writes on one session', async (t) => {
-    const storage = new MemoryStorage();
-    const s = await serve(t, { sessionStorage: storage }, (s) => {
+describe('commit semantics', () => {
+  /** Routes that change the session and then fail, or not. */
+  function failing(s: Server): void {
+    seed(s);
+    s.all('/regen-then', async (r) => {
+      await r.session.regenerate();
+      r.session.set('after', true);
+      if (r.query.get('fail') === 'http') throw new HttpError(403);
+      if (r.query.get('fail') === 'yes') throw new Error('the handler failed after regenerate');
+      r.response.write('ok');
+    });
+    s.all('/destroy-then', async (r) => {
+      await r.session.destroy();
+      if (r.query.get('fail') === 'http') throw new HttpError(409, 'conflict');
+      throw new Error('the handler failed after destroy');
+    });
+  }
+
+  for (const fail of ['yes', 'http']) {
+    it(`keeps the old session and its cookie when a handler fails after regenerate or destroy (${fail === 'yes' ? 'a thrown Error' : 'an HttpError'})`, async (t) => {
+      const spy = new SpyStorage(new MemoryStorage());
+      const s = await serve(t, { sessionStorage: spy }, failing);
+      const jar = new Jar();
+      await jar.send(s.port, '/set');
+      const id = jar.cookies.get('sid') as string;
+      const calls = spy.calls.length;
+      for (const path of [`/regen-then?fail=${fail}`, `/destroy-then?fail=${fail}`]) {
+        const out = await jar.send(s.port, path);
+        assert.ok(out.status >= 400, `${path} failed: ${out.status}`);
+        assert.deepEqual(out.setCookies, [], `${path}: no cookie is set or expired`);
+        assert.equal(jar.cookies.get('sid'), id, `${path}: the browser keeps the old id`);
+        assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', `${path}: the old session is still valid`);
+      }
+      const writes = spy.calls.slice(calls).filter((c) => c.method !== 'get' && c.method !== 'touch');
+      assert.deepEqual(writes, [], 'a failed request wrote and deleted nothing');
+    });
+  }
+
+  it('writes the new id, then deletes the old one, at the commit of a regenerate', async (t) => {
+    const spy = new SpyStorage(new MemoryStorage());
+    const s = await serve(t, { sessionStorage: spy }, failing);
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    const old = jar.cookies.get('sid') as string;
+    const from = spy.calls.length;
+    const out = await jar.send(s.port, '/regen-then');
+    assert.equal(out.status, 200, 'the regenerate succeeded');
+    const next = jar.cookies.get('sid') as string;
+    assert.notEqual(next, old, 'a new id');
+    assert.deepEqual(spy.calls.slice(from).map((c) => `${c.method} ${c.id === old ? 'old' : c.id === next ? 'new' : c.id}`), ['get old', 'get old', 'set new', 'remove old'], 'load, re-read at commit, write new, delete old');
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000,"after":true}', 'the data and this request\'s change moved to the new id');
+  });
+
+  it('drops a key set earlier in the request on regenerate({ keepData: false }), and keeps it otherwise', async (t) => {
+    const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
       seed(s);
-      s.all('/k/:n', async (r) => {
-        // Let every request load before any commits.
-        await new Promise((resolve) => setImmediate(resolve));
-        r.session.set(`k${r.params['n']}`, Number(r.params['n']));
+      s.all('/login', async (r) => {
+        r.session.set('before', true);
+        await r.session.regenerate({ keepData: r.query.get('keep') !== 'no' });
+        r.session.set('user', 'ann');
+        r.response.write(r.session.data());
+      });
+    });
+    const keep = new Jar();
+    await keep.send(s.port, '/set');
+    assert.equal((await keep.send(s.port, '/login')).body, '{"time":1700000000,"before":true,"user":"ann"}', 'keepData keeps the stored data and this request\'s earlier set');
+    assert.equal((await keep.send(s.port, '/get')).body, '{"time":1700000000,"before":true,"user":"ann"}', 'and stores them');
+    const drop = new Jar();
+    await drop.send(s.port, '/set');
+    assert.equal((await drop.send(s.port, '/login?keep=no')).body, '{"user":"ann"}', 'keepData: false drops the stored data and the key set before it');
+    assert.equal((await drop.send(s.port, '/get')).body, '{"user":"ann"}', 'and stores only what was set after it');
+  });
+
+  for (const end of ['regenerate', 'destroy'] as const) {
+    for (const touchTells of [true, false]) {
+      it(`never sends back the id a concurrent ${end} killed, to a slow read whose cookie refresh is due (touch ${touchTells ? 'says' : 'does not say'} whether the session exists)`, async (t) => {
+        const clock = new Clock();
+        const inner = new MemoryStorage({ now: clock.now });
+        // A storage written by a user: its touch resolves nothing, so the server must ask.
+        const storage: Storage = touchTells ? inner : {
+          get: (id) => inner.get(id),
+          set: (id, data, ttl) => inner.set(id, data, ttl),
+          touch: async (id, ttl) => {
+            await inner.touch(id, ttl);
+          },
+          remove: (id) => inner.remove(id),
+        };
+        const loaded = deferred();
+        const gate = deferred();
+        const s = await serve(t, { sessionStorage: storage, now: clock.now }, (s) => {
+          seed(s);
+          s.all('/slow-read', async (r) => {
+            loaded.resolve();
+            await gate.promise;
+            r.response.write(r.session.data());
+          });
+          s.all('/end', async (r) => {
+            if (end === 'regenerate') await r.session.regenerate();
+            else await r.session.destroy();
+            r.response.write('ok');
+          });
+        });
+        const jar = new Jar();
+        await jar.send(s.port, '/set');
+        const old = jar.cookies.get('sid') as string;
+        clock.advance(61_000); // the read-only refresh of the cookie is due
+        const slow = send(s.port, '/slow-read', { headers: { cookie: `sid=${old}` } });
+        await loaded.promise;
+        const ended = await jar.send(s.port, '/end');
+        assert.equal(ended.status, 200, `the ${end} succeeded`);
+        gate.resolve();
+        const late = await slow;
+        assert.equal(late.status, 200, 'the slow read succeeded');
+        assert.equal(cookieValue(late.setCookies, 'sid'), undefined, 'the slow read sends no cookie for the dead id');
+      });
+    }
+  }
+
+  it('writes nothing and touches as a read when a request sets what is already stored', async (t) => {
+    const spy = new SpyStorage(new MemoryStorage());
+    const s = await serve(t, { sessionStorage: spy }, (s) => {
+      seed(s);
+      s.all('/same', (r) => {
+        r.session.set('time', 1700000000);
+        r.session.setMap({ list: [1, { a: 'b' }] });
+        r.session.remove('absent' as never);
+        r.response.write(String(r.session.isDirty));
+      });
+      s.all('/clear-same', (r) => {
+        r.session.removeAll();
+        r.session.setMap({ list: [1, { a: 'b' }], time: 1700000000 });
+        r.response.write(String(r.session.isDirty));
+      });
+      s.all('/list', (r) => {
+        r.session.set('list', [1, { a: 'b' }]);
         r.response.write('ok');
       });
     });
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    await jar.send(s.port, '/list');
+    for (const path of ['/same', '/clear-same']) {
+      const from = spy.calls.length;
+      const out = await jar.send(s.port, path);
+      assert.equal(out.body, 'false', `${path}: isDirty is false when the data equals what was loaded`);
+      assert.deepEqual(out.setCookies, [], `${path}: no cookie re-sent`);
+      assert.deepEqual(spy.calls.slice(from).map((c) => c.method), ['get', 'touch'], `${path}: loaded and touched, never written`);
+    }
+  });
+
+  it('refuses a write before storing anything when its cookie cannot be sent', async (t) => {
+    const spy = new SpyStorage(new MemoryStorage());
+    const errors: unknown[] = [];
+    // Ids too long for a cookie (name and value over 4096 bytes): the generator's own fault.
+    const s = await serve(t, { sessionStorage: spy, sessionIdGenerator: () => 'x'.repeat(5000), sessionIdValidator: (id) => /^x+$/.test(id), onError: (e) => errors.push(e) }, seed);
+    const out = await send(s.port, '/set');
+    assert.equal(out.status, 500, 'the request fails');
+    assert.deepEqual(out.setCookies, [], 'no cookie');
+    assert.deepEqual(spy.calls.filter((c) => c.method === 'set'), [], 'nothing was written to the storage');
+    assert.match(String(errors[0]), /cookie value is invalid/, 'the reason reaches onError');
+  });
+});
+
+describe('duplicate session cookies', () => {
+  it('adopts the first value of the session cookie that names a live session', async (t) => {
+    const spy = new SpyStorage(new MemoryStorage());
+    const s = await serve(t, { sessionStorage: spy }, seed);
+    const live = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+    const other = cookieValue((await send(s.port, '/set-other')).setCookies, 'sid') as string;
+    const unknown = generateId();
+    const cases: [string, string, string][] = [
+      ['garbage first, as a sibling subdomain can plant', `sid=garbage; sid=${live}`, '{"time":1700000000}'],
+      ['an unknown well-formed id first', `sid=${unknown}; other=1; sid=${live}`, '{"time":1700000000}'],
+      ['two live ones: the first wins', `sid=${other}; sid=${live}`, '{"other":1}'],
+      ['an empty value first', `sid=; sid=${live}`, '{"time":1700000000}'],
+    ];
+    for (const [what, cookie, body] of cases) {
+      const out = await send(s.port, '/get', { headers: { cookie } });
+      assert.equal(out.body, body, what);
+    }
+    // At most four values are considered: a fifth costs no storage call and is not adopted.
+    const from = spy.calls.length;
+    const five = [generateId(), generateId(), generateId(), generateId(), live].map((id) => `sid=${id}`).join('; ');
+    assert.equal((await send(s.port, '/get', { headers: { cookie: five } })).body, '{}', 'the fifth value is not looked at');
+    assert.equal(spy.calls.slice(from).filter((c) => c.method === 'get').length, 4, 'four storage reads at most');
+  });
+});
+
+describe('cookie life', () => {
+  it('keeps an active reader logged in past a short sessionMaxAge, with a client that drops expired cookies', async (t) => {
+    const clock = new Clock();
+    const s = await serve(t, { sessionStorage: new MemoryStorage({ now: clock.now }), sessionMaxAge: '1m', now: clock.now }, seed);
+    const jar = new Jar(clock);
+    const set = await jar.send(s.port, '/set');
+    assert.match(set.setCookies[0] as string, /; Max-Age=60;/, 'the cookie lives as long as the session');
+    // Reads every 40 s for ten minutes: each is within the session's idle minute.
+    for (let i = 0; i < 15; i++) {
+      clock.advance(40_000);
+      assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', `still logged in after ${(i + 1) * 40} s of reads`);
+    }
+    // Idle past the minute: logged out, on the server and in the browser alike.
+    clock.advance(61_000);
+    assert.equal(jar.header(), '', 'the browser dropped the expired cookie');
+    assert.equal((await jar.send(s.port, '/get')).body, '{}', 'the idle user is logged out');
+  });
+
+  it('refreshes the cookie at most every quarter of its life, and at most once a minute', async (t) => {
+    const clock = new Clock();
+    const s = await serve(t, { sessionStorage: new MemoryStorage({ now: clock.now }), sessionMaxAge: '1m', now: clock.now }, seed);
+    const jar = new Jar(clock);
+    await jar.send(s.port, '/set');
+    clock.advance(14_000);
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'not due before 15 s');
+    clock.advance(1_000);
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 1, 'due after a quarter of 60 s');
+  });
+
+  it('rounds the cookie\'s Max-Age up to whole seconds, never down to 0', async (t) => {
+    for (const [ms, seconds] of [[1, 1], [999, 1], [1000, 1], [1001, 2], [1500, 2], [59_999, 60]] as const) {
+      const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionCookieMaxAge: ms }, seed);
+      const line = (await send(s.port, '/set')).setCookies[0] as string;
+      assert.match(line, new RegExp(`; Max-Age=${seconds};`), `${ms} ms gives Max-Age=${seconds}`);
+    }
+    const sub = await serve(t, { sessionStorage: new MemoryStorage(), sessionMaxAge: 500 }, seed);
+    assert.match((await send(sub.port, '/set')).setCookies[0] as string, /; Max-Age=1;/, 'a sub-second sessionMaxAge gives Max-Age=1');
+  });
+});
+
+describe('concurrency', () => {
+  /** A server whose `/k/:name` sets one key after every request of the round has loaded. */
+  async function keyServer(t: TestContext, storage: Storage, barrier: () => Barrier | undefined) {
+    return serve(t, { sessionStorage: storage }, (s) => {
+      seed(s);
+      s.all('/k/:name', async (r) => {
+        await barrier()?.wait();
+        r.session.set(r.params['name'] as string, true);
+        r.response.write('ok');
+      });
+    });
+  }
+
+  for (const withPatch of [false, true]) {
+    const how = withPatch ? 'through the storage\'s patch' : 'through the server\'s read-merge-write under its lock';
+    it(`keeps all 200 keys of 200 concurrent disjoint writes on one session (${how})`, async (t) => {
+      const inner = new MemoryStorage();
+      const storage = new GatedStorage(inner, { withPatch, delay: true });
+      let barrier: Barrier | undefined;
+      const s = await keyServer(t, storage, () => barrier);
+      const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+      // Every request loads before any commits, and each storage call waits a turn of the event
+      // loop, so that commits interleave with each other's reads and writes.
+      barrier = new Barrier(200);
+      const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => send(s.port, `/k/k${i}`, { headers: { cookie: `sid=${id}` } })));
+      assert.ok(replies.every((r) => r.status === 200), 'every request succeeded');
+      const data = (await inner.get(id)) as SessionData;
+      for (let i = 0; i < 200; i++) assert.equal(data[`k${i}`], true, `key k${i} is kept`);
+      assert.equal(data['time'], 1700000000, 'the key written before is kept');
+    });
+  }
+
+  it('keeps both keys of two requests of one id that loaded together and commit one after the other', async (t) => {
+    const inner = new MemoryStorage();
+    const s = await keyServer(t, new GatedStorage(inner), () => undefined);
     const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
-    const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => send(s.port, `/k/${i}`, { headers: { cookie: `sid=${id}` } })));
-    assert.ok(replies.every((r) => r.status === 200));
-    const data = (await storage.get(id)) as SessionData;
-    for (let i = 0; i < 200; i++) assert.equal(data[`k${i}`], i, `k${i}`);
-    assert.equal(data['time'], 1700000000);
+    const gates = { a: deferred(), b: deferred() };
+    const loaded = new Barrier(3);
+    s.all('/hold/:name', async (r) => {
+      await loaded.wait();
+      await gates[r.params['name'] as 'a' | 'b'].promise;
+      r.session.set(r.params['name'] as string, true);
+      r.response.write('ok');
+    });
+    const a = send(s.port, '/hold/a', { headers: { cookie: `sid=${id}` } });
+    const b = send(s.port, '/hold/b', { headers: { cookie: `sid=${id}` } });
+    await loaded.wait();
+    gates.a.resolve();
+    assert.equal((await a).status, 200, 'a committed');
+    gates.b.resolve();
+    assert.equal((await b).status, 200, 'b committed');
+    const data = (await inner.get(id)) as SessionData;
+    assert.equal(data['a'], true, 'the first commit is kept: the second applied its change to the stored state, not its own loaded copy');
+    assert.equal(data['b'], true, 'the second commit is kept');
+  });
+
+  it('keeps both keys of two overlapping commits: the second waits for the first', async (t) => {
+    const inner = new MemoryStorage();
+    const storage = new GatedStorage(inner);
+    // Registered before the server's close (hooks run in order): a failed test releases all.
+    const release: (() => void)[] = [() => storage.releaseAll()];
+    t.after(() => release.forEach((f) => f()));
+    const s = await keyServer(t, storage, () => undefined);
+    const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+    const loaded = new Barrier(3);
+    const go = deferred();
+    release.push(() => go.resolve());
+    s.all('/both/:name', async (r) => {
+      await loaded.wait();
+      await go.promise;
+      r.session.set(r.params['name'] as string, true);
+      r.response.write('ok');
+    });
+    const cookie = { headers: { cookie: `sid=${id}` } };
+    const a = send(s.port, '/both/a', cookie);
+    const b = send(s.port, '/both/b', cookie);
+    await loaded.wait();
+    // Both loaded; from now on every get is a commit's read, held until released.
+    storage.hold('get');
+    go.resolve();
+    await storage.whenHeld('get', 1);
+    // A second commit that did not wait for the lock would be reading now, before the first wrote.
+    await turn();
+    await turn();
+    assert.equal(storage.held.length, 1, 'only one commit reads at a time');
+    storage.pass('get');
+    storage.release('get');
+    assert.deepEqual([(await a).status, (await b).status], [200, 200], 'both committed');
+    const data = (await inner.get(id)) as SessionData;
+    assert.equal(data['a'], true, 'a is kept');
+    assert.equal(data['b'], true, 'b is kept');
+  });
+
+  it('keeps all three keys when one commit holds the lock, one waits and one arrives after the release', async (t) => {
+    const inner = new MemoryStorage();
+    const storage = new GatedStorage(inner);
+    // Registered before the server's close (hooks run in order): a failed test releases all.
+    const release: (() => void)[] = [() => storage.releaseAll()];
+    t.after(() => release.forEach((f) => f()));
+    const s = await keyServer(t, storage, () => undefined);
+    const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+    const loaded = new Barrier(4);
+    const go = { a: deferred(), b: deferred(), c: deferred() };
+    release.push(() => Object.values(go).forEach((d) => d.resolve()));
+    s.all('/three/:name', async (r) => {
+      await loaded.wait();
+      await go[r.params['name'] as 'a' | 'b' | 'c'].promise;
+      r.session.set(r.params['name'] as string, true);
+      r.response.write('ok');
+    });
+    const cookie = { headers: { cookie: `sid=${id}` } };
+    const replies = { a: send(s.port, '/three/a', cookie), b: send(s.port, '/three/b', cookie), c: send(s.port, '/three/c', cookie) };
+    await loaded.wait();
+    storage.hold('get');
+    go.a.resolve();
+    await storage.whenHeld('get', 1); // a holds the lock, reading
+    go.b.resolve();
+    await turn(); // b waits for the lock
+    assert.equal(storage.held.length, 1, 'b does not read while a holds the lock');
+    storage.pass('get');
+    storage.release('get');
+    assert.equal((await replies.a).status, 200, 'a committed');
+    assert.equal((await replies.b).status, 200, 'b committed after a');
+    go.c.resolve(); // c commits after the lock was released
+    assert.equal((await replies.c).status, 200, 'c committed');
+    const data = (await inner.get(id)) as SessionData;
+    assert.deepEqual([data['a'], data['b'], data['c']], [true, true, true], 'all three keys are kept');
   });
 
   it('never brings back a session destroyed or regenerated by another request', async (t) => {
