@@ -408,6 +408,15 @@ export function serializeCookie(name: string, value: string, options: CookieOpti
   return header;
 }
 
+/**
+ * Whether `serializeCookie(name, value)` would send `value` as it is: all cookie-octets without
+ * `%`, and `name=value` within {@link MAX_COOKIE_NAME_VALUE_BYTES}. The server checks its session
+ * ids with it, to build the session cookie without serializing it again.
+ */
+export function isPlainCookieValue(name: string, value: string): boolean {
+  return name.length + value.length <= MAX_COOKIE_NAME_VALUE_BYTES && RAW_VALUE_RE.test(value);
+}
+
 /** Whether `name` is a valid cookie name (an RFC 6265 token). */
 export function isCookieName(name: unknown): name is string {
   return typeof name === 'string' && COOKIE_NAME_RE.test(name);

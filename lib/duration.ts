@@ -14,6 +14,9 @@ const UNIT_MS: Readonly<Record<string, number>> = Object.freeze({
   d: 86_400_000,
 });
 
+/** The longest duration: 8.64e15 ms, the range of a JavaScript `Date`. */
+export const MAX_DURATION_MS = 8.64e15;
+
 // An unsigned decimal (integer or with a fraction), then a unit.
 const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
@@ -35,7 +38,7 @@ export function parseDuration(value: unknown, option: string, allowZero = false)
     if (m !== null) ms = Number(m[1]) * (UNIT_MS[m[2] as string] as number);
   }
   if (ms !== undefined) ms = Math.round(ms);
-  if (ms === undefined || !Number.isFinite(ms) || ms < 0 || (ms === 0 && !allowZero) || ms > 8.64e15) {
+  if (ms === undefined || !Number.isFinite(ms) || ms < 0 || (ms === 0 && !allowZero) || ms > MAX_DURATION_MS) {
     throw new TypeError(`option ${option} is invalid: ${describe(value)} (expected milliseconds or a string like '90s', '1m', '24h'${allowZero ? '' : ', above zero'})`);
   }
   return ms;

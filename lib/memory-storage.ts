@@ -2,7 +2,7 @@
  * Memory storage: sessions in an expiring cache. Fast, and gone when the process ends.
  */
 import { ExpiringCache } from './cache.js';
-import { type Duration, describe, parseDuration } from './duration.js';
+import { type Duration, describe } from './duration.js';
 import { sessionTooLarge } from './errors.js';
 import { setOwn } from './json.js';
 import type { SessionChanges, SessionData, Storage, StorageSettings } from './storage.js';
@@ -47,7 +47,7 @@ export class MemoryStorage implements Storage {
     this.#cache = new ExpiringCache<string, SessionData>({
       max,
       now,
-      sweepInterval: parseDuration(sweepInterval, 'sweepInterval'),
+      sweepInterval,
     });
   }
 

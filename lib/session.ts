@@ -9,15 +9,11 @@
  * that write different keys both keep their keys.
  */
 import { ExpiringCache } from './cache.js';
-import { type CookieOptions, MAX_COOKIE_AGE_SECONDS, cookieValues, serializeCookie } from './cookie.js';
+import { type CookieOptions, MAX_COOKIE_AGE_SECONDS, cookieValues, isPlainCookieValue, serializeCookie } from './cookie.js';
 import { SessionError, StorageError, errCode, sessionTooLarge } from './errors.js';
 import { cloneJson, jsonEqual, setOwn, toJsonValue } from './json.js';
 import type { CookieJar } from './request.js';
 import type { JsonValue, SessionChanges, SessionData, Storage } from './storage.js';
-
-// cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E (RFC 6265), and no "%": such a
-// value is written as it is. At most 4 000 characters, within what browsers keep.
-const COOKIE_OCTETS_RE = /^[\x21\x23\x24\x26-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,4000}$/;
 
 /**
  * How many values of the session cookie one request may offer. A sibling subdomain can plant a
@@ -457,7 +453,8 @@ export class SessionManager {
     const i = secure ? 1 : 0;
     const suffix = (this.#suffixes[i] ??= serializeCookie(this.#config.idName, 'x', this.#cookieOptions(secure)).slice(this.#config.idName.length + 2));
     // Ids of the default format are cookie-octets as they are; a custom id is checked in full.
-    return COOKIE_OCTETS_RE.test(id) ? `${this.#config.idName}=${id}${suffix}` : serializeCookie(this.#config.idName, id, this.#cookieOptions(secure));
+    const name = this.#config.idName;
+    return isPlainCookieValue(name, id) ? `${name}=${id}${suffix}` : serializeCookie(name, id, this.#cookieOptions(secure));
   }
 
   #cookieOptions(secure: boolean): CookieOptions {
