@@ -1,7 +1,7 @@
 /**
  * Session ids: 32 bytes from the operating system's CSPRNG, base64url, 43 characters.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** The format of the ids bare-session issues: 43 base64url characters (32 bytes). */
 const ID_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -22,3 +22,11 @@ export function isValidId(id: string): boolean {
 }
 
 const LAST_CHARS = new Set([...'AEIMQUYcgkosw048'].map((c) => c.charCodeAt(0)));
+
+/**
+ * The SHA-256 of an id, in hex. What the library shows of an id wherever it must name a
+ * session without revealing it: file names, Redis keys, listings and events.
+ */
+export function hashId(id: string): string {
+  return createHash('sha256').update(id).digest('hex');
+}

@@ -4,8 +4,9 @@
 import { ExpiringCache } from './cache.js';
 import { type Duration, describe } from './duration.js';
 import { sessionTooLarge } from './errors.js';
+import { hashId } from './id.js';
 import { setOwn } from './json.js';
-import type { SessionChanges, SessionData, Storage, StorageSettings } from './storage.js';
+import { META, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession } from './storage.js';
 
 /** Options of {@link MemoryStorage}. */
 export interface MemoryStorageOptions {
@@ -40,6 +41,9 @@ const DEFAULT_MAX_SIZE = 1024 * 1024;
 export class MemoryStorage implements Storage {
   readonly #cache: ExpiringCache<string, SessionData>;
   #maxSize = DEFAULT_MAX_SIZE;
+  #onEvent: ((event: StorageEvent) => void) | undefined;
+  /** The ids of each owner's sessions; an id leaves with its session, however it leaves. */
+  readonly #owners = new Map<string, Set<string>>();
 
   constructor({ max = 1_000_000, sweepInterval = '1m', now = Date.now }: MemoryStorageOptions = {}) {
     if (!Number.isSafeInteger(max) || max < 1) throw new TypeError(`option max is invalid: ${describe(max)} (expected a positive integer)`);
@@ -48,12 +52,17 @@ export class MemoryStorage implements Storage {
       max,
       now,
       sweepInterval,
+      dispose: (data, id, reason) => {
+        this.#unindex(id, data);
+        if (reason === 'expire') this.#onEvent?.({ type: 'expired', idHash: hashId(id) });
+      },
     });
   }
 
-  /** Takes the server's `sessionMaxSize`, which `set` and `patch` then enforce. */
+  /** Takes the server's `sessionMaxSize`, which `set` and `patch` then enforce, and its event sink. */
   configure(settings: StorageSettings): void {
     this.#maxSize = settings.maxSize;
+    this.#onEvent = settings.onEvent;
   }
 
   /** The session, or `undefined` when missing or expired. */
@@ -64,7 +73,7 @@ export class MemoryStorage implements Storage {
   /** Stores the session for `ttlMs`; the storage owns `data` from now on. */
   async set(id: string, data: SessionData, ttlMs: number): Promise<void> {
     this.#checkSize(data);
-    this.#cache.set(id, data, ttlMs);
+    this.#store(id, data, ttlMs);
   }
 
   /**
@@ -79,7 +88,7 @@ export class MemoryStorage implements Storage {
     for (const k of changes.remove) delete next[k];
     for (const k of Object.keys(changes.set)) setOwn(next, k, changes.set[k]);
     this.#checkSize(next);
-    this.#cache.set(id, next, ttlMs);
+    this.#store(id, next, ttlMs);
     return true;
   }
 
@@ -101,9 +110,70 @@ export class MemoryStorage implements Storage {
     return this.#cache.size;
   }
 
+  /** The live sessions whose owner is `owner`. */
+  async ownerSessions(owner: string): Promise<StoredSession[]> {
+    const out: StoredSession[] = [];
+    for (const id of this.#owners.get(owner) ?? []) {
+      const data = this.#cache.peek(id);
+      const expiresAt = this.#cache.expiresAt(id);
+      if (data !== undefined && expiresAt !== undefined) out.push({ idHash: hashId(id), expiresAt, data });
+    }
+    return out;
+  }
+
+  /** Removes every session of `owner` but the one whose id hashes to `exceptIdHash`. */
+  async removeOwner(owner: string, exceptIdHash?: string): Promise<number> {
+    let n = 0;
+    for (const id of [...(this.#owners.get(owner) ?? [])]) {
+      if (exceptIdHash !== undefined && hashId(id) === exceptIdHash) continue;
+      if (this.#cache.delete(id)) n++;
+    }
+    return n;
+  }
+
+  /** How many live sessions are held (expired ones are dropped first). */
+  async count(): Promise<number> {
+    this.#cache.purgeStale();
+    return this.#cache.size;
+  }
+
+  /** Every live session's id hash and expiry. */
+  async *list(): AsyncGenerator<{ readonly idHash: string; readonly expiresAt: number }> {
+    for (const id of this.#cache.keys()) {
+      const expiresAt = this.#cache.expiresAt(id);
+      if (expiresAt !== undefined) yield { idHash: hashId(id), expiresAt };
+    }
+  }
+
   /** Drops every session and stops the sweep timer. */
   async close(): Promise<void> {
     this.#cache.close();
+    this.#owners.clear();
+  }
+
+  /** Stores a session, keeping the owner index in step with it. */
+  #store(id: string, data: SessionData, ttlMs: number): void {
+    const previous = this.#cache.peek(id);
+    if (previous !== undefined && previous[META.owner] !== data[META.owner]) this.#unindex(id, previous);
+    this.#cache.set(id, data, ttlMs);
+    const owner = data[META.owner];
+    if (typeof owner === 'string') {
+      let ids = this.#owners.get(owner);
+      if (ids === undefined) {
+        ids = new Set();
+        this.#owners.set(owner, ids);
+      }
+      ids.add(id);
+    }
+  }
+
+  #unindex(id: string, data: SessionData): void {
+    const owner = data[META.owner];
+    if (typeof owner !== 'string') return;
+    const ids = this.#owners.get(owner);
+    if (ids === undefined) return;
+    ids.delete(id);
+    if (ids.size === 0) this.#owners.delete(owner);
   }
 
   #checkSize(data: SessionData): void {

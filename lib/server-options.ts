@@ -5,6 +5,7 @@
 import { type CookieSameSite, MAX_COOKIE_AGE_SECONDS, isCookieDomain, isCookieName, isCookiePath } from './cookie.js';
 import { type Duration, describe, parseDuration } from './duration.js';
 import { generateId, isValidId } from './id.js';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Request } from './request.js';
 import type { Session } from './session.js';
 import type { SessionData, Storage } from './storage.js';
@@ -35,8 +36,26 @@ export interface ServerOptions<T extends object = SessionData> {
   port?: number;
   /** Host to listen on. @default all interfaces, as `node:http` */
   address?: string;
+  /**
+   * Serve HTTPS with `node:https` and these options (`key` and `cert` at least), so that
+   * `cookieSecure: 'auto'` sets `Secure` and `__Host-` cookie names work without a proxy.
+   * @default none: plain HTTP
+   */
+  https?: HttpsServerOptions;
   /** Idle timeout: a session unused this long is gone. At most 400 days. @default '24h' */
   sessionMaxAge?: Duration;
+  /**
+   * Absolute timeout: a session ends this long after it was created, however active (OWASP's
+   * absolute timeout); a regenerate keeps the creation time. `0`: none. At most 400 days.
+   * @default 0
+   */
+  sessionMaxLifetime?: Duration;
+  /**
+   * The longest idle timeout `r.session.remember(duration)` may give one session ("remember me
+   * for 30 days"). At most 400 days.
+   * @default '400d'
+   */
+  sessionMaxAgeLimit?: Duration;
   /** Where sessions live. @default new FileStorage() (created on `start()` or first use) */
   sessionStorage?: Storage;
   /** The cookie's name, and the request header read when no cookie carries the id. @default 'sid' */
@@ -82,7 +101,10 @@ export interface ServerOptions<T extends object = SessionData> {
 export interface ResolvedOptions<T extends object = SessionData> {
   port: number;
   address: string | undefined;
+  https: HttpsServerOptions | undefined;
   sessionMaxAge: number;
+  sessionMaxLifetime: number;
+  sessionMaxAgeLimit: number;
   sessionStorage: Storage | undefined;
   sessionIdName: string;
   sessionCookieOutput: boolean;
@@ -130,7 +152,10 @@ export function defaultOptions<T extends object>(): ResolvedOptions<T> {
   return {
     port: 0,
     address: undefined,
+    https: undefined,
     sessionMaxAge: 86_400_000,
+    sessionMaxLifetime: 0,
+    sessionMaxAgeLimit: MAX_SESSION_AGE_MS,
     sessionStorage: undefined,
     sessionIdName: 'sid',
     sessionCookieOutput: true,
@@ -194,7 +219,13 @@ const PARSERS: { readonly [K in OptionName]-?: (value: unknown, key: K) => Resol
     if (typeof value !== 'string' || value === '') throw invalidOption(key, value, 'a host name or address');
     return value;
   },
+  https(value, key) {
+    if (value === null || typeof value !== 'object') throw invalidOption(key, value, 'the options of node:https, with key and cert');
+    return value as HttpsServerOptions;
+  },
   sessionMaxAge: duration(MAX_SESSION_AGE_MS, false),
+  sessionMaxLifetime: duration(MAX_SESSION_AGE_MS, true),
+  sessionMaxAgeLimit: duration(MAX_SESSION_AGE_MS, false),
   sessionStorage(value, key) {
     if (!hasMethods(value, ['get', 'set', 'touch', 'remove'])) throw invalidOption(key, value, 'an object with get, set, touch and remove');
     return value as Storage;
@@ -271,16 +302,18 @@ export function resolveOptions<T extends object>(options: ServerOptions<T>): Res
  * Refuses settings that cannot work together, naming the option to change: the rules of
  * RFC 6265bis for `SameSite=None` and the `__Host-` and `__Secure-` name prefixes.
  */
-export function checkCombinations(o: Pick<ResolvedOptions, 'sessionIdName' | 'cookieSameSite' | 'cookieSecure' | 'cookieDomain' | 'cookiePath'>): void {
+export function checkCombinations(o: Pick<ResolvedOptions, 'sessionIdName' | 'cookieSameSite' | 'cookieSecure' | 'cookieDomain' | 'cookiePath' | 'https'>): void {
   const lower = o.sessionIdName.toLowerCase();
-  if (o.cookieSameSite === 'None' && o.cookieSecure !== true) {
-    throw invalidOption('cookieSecure', o.cookieSecure, "true: cookieSameSite 'None' needs cookieSecure: true");
+  // Over HTTPS, 'auto' always means Secure.
+  const secure = o.cookieSecure === true || (o.cookieSecure === 'auto' && o.https !== undefined);
+  if (o.cookieSameSite === 'None' && !secure) {
+    throw invalidOption('cookieSecure', o.cookieSecure, "true: cookieSameSite 'None' needs cookieSecure: true (or 'auto' with https)");
   }
   if (lower.startsWith('__host-')) {
-    if (o.cookieSecure !== true) throw invalidOption('cookieSecure', o.cookieSecure, `true: the cookie name ${JSON.stringify(o.sessionIdName)} needs cookieSecure: true`);
+    if (!secure) throw invalidOption('cookieSecure', o.cookieSecure, `true: the cookie name ${JSON.stringify(o.sessionIdName)} needs cookieSecure: true (or 'auto' with https)`);
     if (o.cookieDomain !== undefined) throw invalidOption('cookieDomain', o.cookieDomain, `none: the cookie name ${JSON.stringify(o.sessionIdName)} must not have a domain`);
     if (o.cookiePath !== '/') throw invalidOption('cookiePath', o.cookiePath, `"/": the cookie name ${JSON.stringify(o.sessionIdName)} needs path "/"`);
-  } else if (lower.startsWith('__secure-') && o.cookieSecure !== true) {
-    throw invalidOption('cookieSecure', o.cookieSecure, `true: the cookie name ${JSON.stringify(o.sessionIdName)} needs cookieSecure: true`);
+  } else if (lower.startsWith('__secure-') && !secure) {
+    throw invalidOption('cookieSecure', o.cookieSecure, `true: the cookie name ${JSON.stringify(o.sessionIdName)} needs cookieSecure: true (or 'auto' with https)`);
   }
 }

@@ -6,11 +6,12 @@
  * → response.
  */
 import { type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer as createHttpServer } from 'node:http';
+import { type ServerOptions as HttpsServerOptions, createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { CookieOptions, CookieSameSite } from './cookie.js';
 import { type Duration, describe } from './duration.js';
-import { HttpError, SessionError, STATUS_TEXT, errCode } from './errors.js';
+import { HttpError, SessionError, STATUS_TEXT, StorageError, errCode } from './errors.js';
 import { FileStorage } from './file-storage.js';
 import { Request, type RequestContext } from './request.js';
 import { Response } from './response.js';
@@ -28,6 +29,7 @@ import {
   resolveOptions,
 } from './server-options.js';
 import { Session, SessionManager } from './session.js';
+import { Sessions } from './sessions.js';
 import type { SessionData, Storage } from './storage.js';
 
 const GENERIC_500 = STATUS_TEXT[500] as string;
@@ -61,6 +63,11 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   readonly #warned = new Set<string>();
+  /**
+   * The sessions beyond the request's own: `count()`, `list()`, an owner's (`of`,
+   * `destroyAll`), and lifecycle events (`on`).
+   */
+  readonly sessions: Sessions;
 
   /** Makes a server; options may also be set later with the setters. */
   constructor(options: ServerOptions<T> = {}) {
@@ -70,6 +77,12 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     this.#router = router;
     this.#table = table;
     this.#o = resolveOptions(options);
+    this.sessions = new Sessions({
+      storage: () => this.#sessions().storage,
+      maxAgeMs: () => this.#o.sessionMaxAge,
+      now: () => this.#o.now(),
+      listenersChanged: () => this.#resetSessions(),
+    });
   }
 
   /** Sets the port to listen on (`0`: a free one). */
@@ -83,6 +96,18 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
   /** Sets the idle timeout of sessions (at most 400 days). */
   setSessionMaxAge(maxAge: Duration): this {
     return this.#set('sessionMaxAge', maxAge);
+  }
+  /** Sets the absolute timeout of sessions (`0`: none). */
+  setSessionMaxLifetime(lifetime: Duration): this {
+    return this.#set('sessionMaxLifetime', lifetime);
+  }
+  /** Sets the longest idle timeout `r.session.remember(duration)` may give one session. */
+  setSessionMaxAgeLimit(limit: Duration): this {
+    return this.#set('sessionMaxAgeLimit', limit);
+  }
+  /** Serves HTTPS with these `node:https` options (before `start()`). */
+  setHttps(options: HttpsServerOptions): this {
+    return this.#set('https', options);
   }
   /** Sets where sessions live. */
   setSessionStorage(storage: Storage): this {
@@ -188,7 +213,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
   async start(): Promise<this> {
     if (this.#http !== undefined) throw new Error('server already started');
     void this.#sessions().storage;
-    const http = createHttpServer(this.handler);
+    const http = this.#o.https === undefined ? createHttpServer(this.handler) : createHttpsServer(this.#o.https, this.handler);
     this.#http = http;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -255,7 +280,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     const address = this.#http?.address() as AddressInfo;
     const all = address.address === '::' || address.address === '0.0.0.0';
     const host = all ? 'localhost' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return `http://${host}:${address.port}${all ? ' (all interfaces)' : ''}`;
+    return `${this.#o.https === undefined ? 'http' : 'https'}://${host}:${address.port}${all ? ' (all interfaces)' : ''}`;
   }
 
   async #close(): Promise<void> {
@@ -299,6 +324,9 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     this.#manager = new SessionManager({
       storage: () => this.storage,
       maxAgeMs: o.sessionMaxAge,
+      maxLifetimeMs: o.sessionMaxLifetime,
+      maxAgeLimitMs: o.sessionMaxAgeLimit,
+      emit: this.sessions.emitter(),
       idName: o.sessionIdName,
       cookieOutput: o.sessionCookieOutput,
       cookieMaxAgeMs: o.sessionCookieMaxAge ?? o.sessionMaxAge,
@@ -337,14 +365,26 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     const o = this.#o as unknown as ResolvedOptions;
     const next = { ...o, [key]: parseOption(key, value) };
     checkCombinations(next);
+    const given = o.sessionStorage;
     Object.assign(o, next);
     this.#context = undefined;
-    // Session settings are read when the first request needs them; a change rebuilds them.
-    if (key.startsWith('session') || key.startsWith('cookie') || key === 'now') {
-      this.#manager?.close();
-      this.#manager = undefined;
+    if (key === 'sessionStorage' && this.#storage !== undefined && this.#storage !== value) {
+      // A default FileStorage made here is ours to close; a storage the user gave is theirs.
+      if (this.#storage !== given) void this.#storage.close?.().catch((err: unknown) => this.#report(err, undefined));
+      this.#storage = undefined;
     }
+    // Session settings are read when the first request needs them; a change rebuilds them.
+    if (key.startsWith('session') || key.startsWith('cookie') || key === 'now' || key === 'https') this.#resetSessions();
     return this;
+  }
+
+  /**
+   * Drops the session manager, to be rebuilt with the current settings by the next request,
+   * which configures the storage again.
+   */
+  #resetSessions(): void {
+    this.#manager?.close();
+    this.#manager = undefined;
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -365,7 +405,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     const r = new Request<Session<T>>(req, response, this.#requestContext(), match.kind === 'found' ? match.params : Object.create(null));
     try {
       const manager = this.#sessions();
-      r.session = await manager.load<T>(manager.incomingIds(req.headers.cookie, (name) => r.header(name)));
+      r.session = await manager.load<T>(manager.incomingIds(req.headers.cookie, (name) => r.header(name)), r);
       let chain: readonly Middleware<T>[];
       let last: Handler<T>;
       if (match.kind === 'found') {
@@ -376,7 +416,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
         last = () => answerUnmatched(response, match);
       }
       await runChain(chain, last, r);
-      if (await manager.commit(r.session as Session<object>, r.cookie, this.#secure(req)) && response.getHeader('cache-control') === undefined) {
+      if (await manager.commit(r.session as Session<object>, r.cookie, this.#secure(req), r) && response.getHeader('cache-control') === undefined) {
         response.header('Cache-Control', 'no-store');
       }
     } catch (err) {
@@ -402,6 +442,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       return;
     }
     r.response.reset(status, STATUS_TEXT[status] ?? GENERIC_500);
+    if (err instanceof StorageError) this.#manager?.emit({ type: 'storageError', error: err }, r);
     this.#report(err, r);
   }
 

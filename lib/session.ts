@@ -11,9 +11,12 @@
 import { ExpiringCache } from './cache.js';
 import { type CookieOptions, MAX_COOKIE_AGE_SECONDS, cookieValues, isPlainCookieValue, serializeCookie } from './cookie.js';
 import { SessionError, StorageError, errCode, sessionTooLarge } from './errors.js';
+import { maskCsrfToken, newCsrfSecret, verifyCsrfToken } from './csrf.js';
+import { type Duration, describe, parseDuration } from './duration.js';
+import { hashId } from './id.js';
 import { cloneJson, jsonEqual, setOwn, toJsonValue } from './json.js';
 import type { CookieJar } from './request.js';
-import type { JsonValue, SessionChanges, SessionData, Storage } from './storage.js';
+import { META, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, isMetaKey } from './storage.js';
 
 /**
  * How many values of the session cookie one request may offer. A sibling subdomain can plant a
@@ -49,33 +52,48 @@ interface SessionState {
   regenerated: boolean;
   /** `destroy()` ran and no session was started after it. */
   destroyed: boolean;
-  /** A data operation ran (`set`, `setMap`, `remove`, `removeAll`). */
+  /** A data operation ran (`set`, `setMap`, `remove`, `removeAll`, a flash, …). */
   touched: boolean;
+}
+
+/** What a session needs from its manager. */
+export interface SessionContext {
+  /** A new id from the configured generator. */
+  newId(): string;
+  /** The clock, in milliseconds. */
+  now(): number;
+  /** The longest idle timeout `remember` may give one session, in milliseconds. */
+  readonly maxAgeLimitMs: number;
 }
 
 /** The key of a session's state, for the manager; not part of the public surface. */
 const STATE: unique symbol = Symbol('session state');
 
+function reserved(key: string): never {
+  throw new TypeError(`session key is invalid: ${JSON.stringify(key.slice(0, 64))} (keys starting with NUL are the library's own)`);
+}
+
 /**
- * One request's view of a session. Data operations are synchronous and work on memory.
+ * One request's view of a session. Data operations are synchronous and work on memory; nothing
+ * reaches the storage before the commit, after the handler.
  *
  * `T` types the data: `new Server<{ time: number }>()` makes `r.session.get('time')` a
  * `number | undefined`.
  */
 export class Session<T extends object = SessionData> {
   readonly #s: SessionState;
-  readonly #newId: () => string;
+  readonly #ctx: SessionContext;
   /** @internal The state the manager commits. */
   readonly [STATE]: SessionState;
 
   /**
    * Built by the server's session manager; a handler receives it as `r.session`.
-   * @param newId - makes an id when the session starts or is regenerated
+   * @param ctx - what the session needs of its manager
    * @param id - the id loaded from the request (`''`: none)
    * @param base - the data stored under `id`
    */
-  constructor(newId: () => string, id: string, base: SessionData | undefined) {
-    this.#newId = newId;
+  constructor(ctx: SessionContext, id: string, base: SessionData | undefined) {
+    this.#ctx = ctx;
     this.#s = {
       id,
       origin: id,
@@ -109,18 +127,20 @@ export class Session<T extends object = SessionData> {
   get<K extends Key<T>>(key: K): T[K] | undefined;
   get<K extends Key<T>>(key: K, def: T[K]): T[K];
   get<K extends Key<T>>(key: K, def?: T[K]): T[K] | undefined {
-    const v = this.#lookup(key);
+    const v = isMetaKey(key) ? undefined : lookup(this.#s, key);
     return v === undefined ? def : (cloneJson(v) as T[K]);
   }
 
   /** Whether `key` is present. */
   has(key: Key<T>): boolean {
-    return this.#lookup(key) !== undefined;
+    return !isMetaKey(key) && lookup(this.#s, key) !== undefined;
   }
 
   /** How many keys the session holds. */
   get size(): number {
-    return Object.keys(view(this.#s)).length;
+    let n = 0;
+    for (const k of Object.keys(view(this.#s))) if (!isMetaKey(k)) n++;
+    return n;
   }
 
   /** A plain copy of everything the session holds. */
@@ -128,7 +148,7 @@ export class Session<T extends object = SessionData> {
     // Objects are deep-copied, primitives are not: `{ time: 1 }` costs one small object.
     const v = view(this.#s);
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) setOwn(out, k, cloneJson(v[k]));
+    for (const k of Object.keys(v)) if (!isMetaKey(k)) setOwn(out, k, cloneJson(v[k]));
     return out as Partial<T>;
   }
 
@@ -138,10 +158,8 @@ export class Session<T extends object = SessionData> {
    * nothing. The value is copied: changing the object afterwards does not change the session.
    */
   set<K extends Key<T>>(key: K, value: T[K]): this {
-    const v = toJsonValue(value, key);
-    this.#start();
-    this.#s.changes.set(key, v);
-    this.#s.touched = true;
+    if (isMetaKey(key)) reserved(key);
+    this.#change(key, toJsonValue(value, key));
     return this;
   }
 
@@ -150,43 +168,54 @@ export class Session<T extends object = SessionData> {
     if (record === null || typeof record !== 'object') {
       throw new TypeError('session record is invalid: expected an object');
     }
-    const entries = Object.keys(record).map((k) => [k, toJsonValue((record as Record<string, unknown>)[k], k)] as const);
-    if (entries.length === 0) return this;
-    this.#start();
-    for (const [k, v] of entries) this.#s.changes.set(k, v);
-    this.#s.touched = true;
+    const entries = Object.keys(record).map((k) => {
+      if (isMetaKey(k)) reserved(k);
+      return [k, toJsonValue((record as Record<string, unknown>)[k], k)] as const;
+    });
+    for (const [k, v] of entries) this.#change(k, v);
     return this;
   }
 
   /** Deletes keys. */
   remove(...keys: Key<T>[]): this {
+    for (const k of keys) if (isMetaKey(k)) reserved(k);
     for (const k of keys) this.#s.changes.set(k, REMOVED);
     this.#s.touched = true;
     return this;
   }
 
-  /** Deletes every key. The session and its id stay; use {@link Session.destroy} to end it. */
+  /**
+   * Deletes every key. The session and its id stay (with its owner, flash messages and the
+   * other things the library keeps); use {@link Session.destroy} to end it.
+   */
   removeAll(): this {
-    this.#s.changes.clear();
-    this.#s.cleared = true;
-    this.#s.touched = true;
+    const s = this.#s;
+    const keep = new Map<string, Change>();
+    const v = view(s);
+    for (const k of Object.keys(v)) if (isMetaKey(k)) keep.set(k, v[k] as JsonValue);
+    s.changes = keep;
+    s.cleared = true;
+    s.touched = true;
     return this;
   }
 
   /**
    * Gives the session a new id (on login, for example). The data is kept unless `keepData` is
-   * `false`. Resolves to the new id at once; the commit, after the handler, writes the session
-   * under the new id, then deletes the record under the old one, and the response sets the new
-   * cookie. A request that fails commits nothing: the old session and its cookie stay valid.
+   * `false`; the creation time always is (a login does not reset the absolute timeout).
+   * Resolves to the new id at once; the commit, after the handler, writes the session under the
+   * new id, then deletes the record under the old one, and the response sets the new cookie. A
+   * request that fails commits nothing: the old session and its cookie stay valid.
    */
   async regenerate({ keepData = true }: { keepData?: boolean } = {}): Promise<string> {
     const s = this.#s;
     if (!keepData) {
+      const created = lookup(s, META.created);
       s.changes = new Map();
+      if (created !== undefined) s.changes.set(META.created, created);
       s.cleared = true;
       s.fromOrigin = false;
     }
-    s.id = this.#newId();
+    s.id = this.#ctx.newId();
     s.retire = s.origin !== '';
     s.regenerated = true;
     s.destroyed = false;
@@ -209,21 +238,129 @@ export class Session<T extends object = SessionData> {
     s.destroyed = true;
   }
 
-  /** Issues an id on the first write of a session that has none. */
-  #start(): void {
-    if (this.#s.id === '') {
-      this.#s.id = this.#newId();
-      this.#s.destroyed = false;
-    }
+  /** When the session was created, in ms since the epoch; `undefined` before it starts. */
+  get createdAt(): number | undefined {
+    const c = lookup(this.#s, META.created);
+    return typeof c === 'number' ? c : undefined;
   }
 
-  #lookup(key: string): JsonValue | undefined {
-    const s = this.#s;
-    const c = s.changes.get(key);
-    if (c !== undefined) return c === REMOVED ? undefined : c;
-    if (s.cleared || !s.fromOrigin || s.base === undefined || !Object.hasOwn(s.base, key)) return undefined;
-    return s.base[key];
+  /**
+   * "Remember me": `true` gives the session a persistent cookie (the default), `false` a
+   * browser-session cookie (no `Max-Age`: the browser forgets it when it closes), and a duration
+   * a persistent cookie and an idle timeout of its own for this session, at most the server's
+   * `sessionMaxAgeLimit`. Kept with the session until changed.
+   */
+  remember(persist: boolean | Duration): this {
+    let value: Change;
+    if (persist === true) value = REMOVED;
+    else if (persist === false) value = false;
+    else {
+      const ms = parseDuration(persist, 'remember');
+      if (ms > this.#ctx.maxAgeLimitMs) throw new TypeError(`option remember is invalid: ${describe(persist)} (expected at most the server's sessionMaxAgeLimit of ${this.#ctx.maxAgeLimitMs} ms)`);
+      value = ms;
+    }
+    this.#change(META.remember, value);
+    return this;
   }
+
+  /**
+   * Adds a flash message under `name` (with a value), to be read once, usually by the next
+   * request after a redirect; or (without a value) reads the messages under `name` and removes
+   * them. Messages not read stay for a later request.
+   */
+  flash(name: string, value: JsonValue): this;
+  flash(name: string): JsonValue[];
+  flash(name: string, ...value: [JsonValue?]): this | JsonValue[] {
+    if (typeof name !== 'string') throw new TypeError(`flash name is invalid: ${describe(name)} (expected a string)`);
+    const key = META.flash + name;
+    const current = lookup(this.#s, key);
+    const list = Array.isArray(current) ? current : [];
+    if (value.length > 0) {
+      this.#change(key, [...list, toJsonValue(value[0], name)]);
+      return this;
+    }
+    if (current !== undefined) {
+      this.#s.changes.set(key, REMOVED);
+      this.#s.touched = true;
+    }
+    return cloneJson(list);
+  }
+
+  /** Reads every flash message, by name, and removes them. */
+  flashes(): Record<string, JsonValue[]> {
+    const out: Record<string, JsonValue[]> = Object.create(null);
+    for (const k of Object.keys(view(this.#s))) {
+      if (k.startsWith(META.flash)) out[k.slice(META.flash.length)] = this.flash(k.slice(META.flash.length));
+    }
+    return out;
+  }
+
+  /** The session's owner (a user id), as set by {@link Session.setOwner}. */
+  get owner(): string | undefined {
+    const o = lookup(this.#s, META.owner);
+    return typeof o === 'string' ? o : undefined;
+  }
+
+  /**
+   * Names the session's owner (a user id, on login), so that `server.sessions.of(owner)` lists
+   * it and `server.sessions.destroyAll(owner)` ends it; `info` (a JSON value such as the user
+   * agent) is shown in those listings. `undefined` removes the owner.
+   */
+  setOwner(owner: string | undefined, info?: JsonValue): this {
+    if (owner === undefined) {
+      this.#s.changes.set(META.owner, REMOVED);
+      this.#s.changes.set(META.info, REMOVED);
+      this.#s.touched = true;
+      return this;
+    }
+    if (typeof owner !== 'string' || owner === '') throw new TypeError(`session owner is invalid: ${describe(owner)} (expected a non-empty string)`);
+    this.#change(META.owner, owner);
+    if (info === undefined) {
+      this.#s.changes.set(META.info, REMOVED);
+    } else {
+      this.#s.changes.set(META.info, toJsonValue(info, 'info'));
+    }
+    return this;
+  }
+
+  /**
+   * A CSRF token for a form or a header of this session: the session's secret (made on first
+   * use, which starts the session) masked afresh, so every call gives a different token. The
+   * `csrf()` middleware checks it.
+   */
+  csrfToken(): string {
+    let secret = lookup(this.#s, META.csrf);
+    if (typeof secret !== 'string') {
+      secret = newCsrfSecret();
+      this.#change(META.csrf, secret);
+    }
+    return maskCsrfToken(secret);
+  }
+
+  /** Whether `token` is a CSRF token of this session (compared in constant time). */
+  verifyCsrfToken(token: unknown): boolean {
+    const secret = lookup(this.#s, META.csrf);
+    return typeof secret === 'string' && verifyCsrfToken(secret, token);
+  }
+
+  /** Records a change, starting the session (issuing an id) when it has none. */
+  #change(key: string, value: Change): void {
+    const s = this.#s;
+    if (s.id === '') {
+      s.id = this.#ctx.newId();
+      s.destroyed = false;
+    }
+    s.changes.set(key, value);
+    s.touched = true;
+  }
+}
+
+/** The value a session holds under `key` now, the library's keys included. */
+function lookup(s: SessionState, key: string): JsonValue | undefined {
+  const c = s.changes.get(key);
+  if (c !== undefined) return c === REMOVED ? undefined : c;
+  if (s.cleared || !s.fromOrigin || s.base === undefined || !Object.hasOwn(s.base, key)) return undefined;
+  return s.base[key];
 }
 
 /** The data a session shows now: what was loaded (unless cleared), with this request's changes. */
@@ -258,6 +395,12 @@ function applyChanges(base: SessionData | undefined, changes: ReadonlyMap<string
   return out;
 }
 
+/** Whether a new session holds anything worth creating it for (more than its creation time). */
+function worthKeeping(data: SessionData): boolean {
+  for (const k in data) if (k !== META.created) return true;
+  return false;
+}
+
 /** This request's changes in the form {@link Storage.patch} takes. */
 function changeSet(s: SessionState): SessionChanges {
   const set: SessionData = Object.create(null);
@@ -272,7 +415,12 @@ function changeSet(s: SessionState): SessionChanges {
 /** What the manager needs to know, resolved by the server from its options. */
 export interface SessionConfig {
   readonly storage: () => Storage;
+  /** The idle timeout of sessions, in ms. */
   readonly maxAgeMs: number;
+  /** The absolute timeout of sessions, in ms after their creation; 0: none. */
+  readonly maxLifetimeMs: number;
+  /** The longest idle timeout `remember` may give one session, in ms. */
+  readonly maxAgeLimitMs: number;
   readonly idName: string;
   readonly cookieOutput: boolean;
   /** The cookie's Max-Age in ms; 0 for a browser-session cookie. */
@@ -282,7 +430,29 @@ export interface SessionConfig {
   readonly validateId: (id: string) => boolean;
   readonly maxSize: number;
   readonly now: () => number;
+  /** Receives the lifecycle events, with the request they happened in; absent: nobody listens. */
+  readonly emit?: ((event: SessionEvent, request: unknown) => void) | undefined;
 }
+
+/**
+ * What happened to a session, for audit logs and metrics. Ids appear only as their SHA-256
+ * (`idHash`), never as themselves.
+ * - `created`: a new session was written.
+ * - `regenerated`: a session moved to a new id (`previousIdHash` is the old one's).
+ * - `destroyed`: `destroy()` ended a session.
+ * - `expired`: a session outlived its idle or absolute timeout, found by the server on a read or
+ *   by the storage (its sweep, for storages that can tell).
+ * - `refused`: a request offered an id that is malformed or names no live session; the hash is
+ *   of what it sent.
+ * - `storageError`: the storage failed; the request answered 503.
+ */
+export type SessionEvent =
+  | { readonly type: 'created'; readonly idHash: string }
+  | { readonly type: 'regenerated'; readonly idHash: string; readonly previousIdHash: string }
+  | { readonly type: 'destroyed'; readonly idHash: string }
+  | { readonly type: 'expired'; readonly idHash: string }
+  | { readonly type: 'refused'; readonly idHash: string; readonly reason: 'malformed' | 'unknown' }
+  | { readonly type: 'storageError'; readonly error: unknown };
 
 /**
  * How often a request that does not change the id may send the session cookie again, for a
@@ -295,7 +465,7 @@ export function cookieRefreshInterval(cookieMaxAgeMs: number): number {
 
 /** The `Max-Age` of a cookie that must live `ms`: whole seconds, rounded up (never 0 for a live cookie). */
 export function cookieMaxAgeSeconds(ms: number): number {
-  return Math.min(MAX_COOKIE_AGE_SECONDS, Math.ceil(ms / 1000));
+  return Math.min(MAX_COOKIE_AGE_SECONDS, Math.max(1, Math.ceil(ms / 1000)));
 }
 
 /**
@@ -305,18 +475,20 @@ export class SessionManager {
   readonly #config: SessionConfig;
   /** Commits of one id run one after another: `get`, merge and `set` never interleave. */
   readonly #locks = new Map<string, Promise<void>>();
-  /** When each id last had its cookie sent, so read-only requests refresh it only when due. */
+  /** Which ids had their cookie sent lately, so read-only requests refresh it only when due. */
   readonly #cookieSent: ExpiringCache<string, true>;
-  /** The session cookie's attributes after `name=value`, without and with `Secure`. */
+  /** The session cookie's attributes after `Max-Age`, without and with `Secure`. */
   readonly #suffixes: [string | undefined, string | undefined] = [undefined, undefined];
   #storage: Storage | undefined;
   /** Whether the storage checks `maxSize` itself (it has `configure`). */
   #storageChecksSize = false;
-  readonly #newId = (): string => this.newId();
+  /** What each session is handed. */
+  readonly #ctx: SessionContext;
 
   constructor(config: SessionConfig) {
     this.#config = config;
-    this.#cookieSent = new ExpiringCache<string, true>({ ttl: cookieRefreshInterval(config.cookieMaxAgeMs), max: 100_000, now: config.now });
+    this.#cookieSent = new ExpiringCache<string, true>({ max: 100_000, now: config.now });
+    this.#ctx = { newId: () => this.newId(), now: config.now, maxAgeLimitMs: config.maxAgeLimitMs };
   }
 
   /** The storage, configured with the server's settings on first use. */
@@ -324,7 +496,12 @@ export class SessionManager {
     if (this.#storage === undefined) {
       const storage = this.#config.storage();
       if (typeof storage.configure === 'function') {
-        storage.configure({ maxAgeMs: this.#config.maxAgeMs, maxSize: this.#config.maxSize });
+        const emit = this.#config.emit;
+        storage.configure({
+          maxAgeMs: Math.max(this.#config.maxAgeMs, this.#config.maxAgeLimitMs),
+          maxSize: this.#config.maxSize,
+          onEvent: emit === undefined ? undefined : (e: StorageEvent) => emit({ type: 'expired', idHash: e.idHash }, undefined),
+        });
         this.#storageChecksSize = true;
       }
       this.#storage = storage;
@@ -361,13 +538,24 @@ export class SessionManager {
    * handler sees an empty session, and a write gets a new id. A storage that fails rejects with
    * a `StorageError` (the request gets a 503), never with an empty session.
    */
-  async load<T extends object>(ids: readonly string[]): Promise<Session<T>> {
+  async load<T extends object>(ids: readonly string[], request?: unknown): Promise<Session<T>> {
+    const emit = this.#config.emit;
     for (const id of ids) {
-      if (id === '' || !this.#config.validateId(id)) continue;
+      if (id === '' || !this.#config.validateId(id)) {
+        if (emit !== undefined && id !== '') emit({ type: 'refused', idHash: hashId(id.slice(0, 4096)), reason: 'malformed' }, request);
+        continue;
+      }
       const data = await this.#read(id);
-      if (data !== undefined) return new Session<T>(this.#newId, id, data);
+      if (data !== undefined && this.#remainingLife(data) > 0) return new Session<T>(this.#ctx, id, data);
+      if (data !== undefined) {
+        // Past its absolute timeout: gone for good, whatever its idle timeout says.
+        await this.#remove(id);
+        emit?.({ type: 'expired', idHash: hashId(id) }, request);
+      } else {
+        emit?.({ type: 'refused', idHash: hashId(id), reason: 'unknown' }, request);
+      }
     }
-    return new Session<T>(this.#newId, '', undefined);
+    return new Session<T>(this.#ctx, '', undefined);
   }
 
   /**
@@ -378,20 +566,25 @@ export class SessionManager {
    * and no cookie is set then.
    * @returns whether the session cookie was set or cleared
    */
-  async commit(session: Session<object>, jar: CookieJar, secure: boolean): Promise<boolean> {
+  async commit(session: Session<object>, jar: CookieJar, secure: boolean, request?: unknown): Promise<boolean> {
     const s = session[STATE];
     const c = this.#config;
+    const emit = c.emit;
     let cookie: string | undefined;
     if (s.id === '') {
       // No session now: never started, or destroyed.
-      if (s.retire) await this.#remove(s.origin);
+      if (s.retire) {
+        await this.#remove(s.origin);
+        emit?.({ type: 'destroyed', idHash: hashId(s.origin) }, request);
+      }
     } else if (s.id === s.origin) {
       // The loaded session, same id: write the changes, or extend its life.
       if (s.touched && changed(s)) {
-        if (await this.#update(s)) cookie = this.#cookieIfDue(s.id, secure, true);
+        const data = view(s);
+        if (await this.#update(s, data)) cookie = this.#cookieIfDue(s.id, data, secure, true);
       } else if (s.base !== undefined && Object.keys(s.base).length > 0) {
-        let alive = await this.#touch(s.id);
-        cookie = this.#cookieIfDue(s.id, secure, false);
+        let alive = await this.#touch(s.id, s.base);
+        cookie = this.#cookieIfDue(s.id, s.base, secure, false);
         // A storage that does not say whether the session still exists is asked before a
         // cookie goes out: a session another request destroyed is never sent back.
         if (cookie !== undefined && alive === undefined) alive = (await this.#read(s.id)) !== undefined;
@@ -407,15 +600,18 @@ export class SessionManager {
         gone = base === undefined;
       }
       const data = applyChanges(base, s.changes);
-      if (gone || (!s.regenerated && Object.keys(data).length === 0)) {
+      if (gone || (!s.regenerated && !worthKeeping(data))) {
         // Nothing to keep (started and emptied in one request): no session is created.
         s.id = '';
       } else {
+        if (!Object.hasOwn(data, META.created)) setOwn(data, META.created, c.now());
         // Built before the write: a cookie that cannot be sent fails the request first.
-        const header = c.cookieOutput ? this.#sessionCookie(s.id, secure) : undefined;
+        const header = this.#cookieIfDue(s.id, data, secure, true);
         await this.#write(s.id, data);
-        this.#cookieSent.set(s.id, true);
         cookie = header;
+        if (emit !== undefined) {
+          emit(s.retire ? { type: 'regenerated', idHash: hashId(s.id), previousIdHash: hashId(s.origin) } : { type: 'created', idHash: hashId(s.id) }, request);
+        }
       }
       if (s.retire) await this.#remove(s.origin);
     }
@@ -425,10 +621,15 @@ export class SessionManager {
       return true;
     }
     if (s.destroyed && s.id === '') {
-      jar.remove(c.idName, this.#cookieOptions(secure));
+      jar.remove(c.idName, this.#cookieOptions(secure, undefined));
       return true;
     }
     return false;
+  }
+
+  /** Sends an event to the listeners of `server.sessions`, if any. */
+  emit(event: SessionEvent, request: unknown): void {
+    this.#config.emit?.(event, request);
   }
 
   /** Stops the manager's timers. */
@@ -436,31 +637,58 @@ export class SessionManager {
     this.#cookieSent.close();
   }
 
-  /** The session cookie when it is due (always after a write when `wrote`), recording it as sent. */
-  #cookieIfDue(id: string, secure: boolean, wrote: boolean): string | undefined {
-    const c = this.#config;
-    if (!c.cookieOutput) return undefined;
-    if (!wrote && (c.cookieMaxAgeMs === 0 || this.#cookieSent.has(id))) return undefined;
-    this.#cookieSent.set(id, true);
-    return this.#sessionCookie(id, secure);
+  /** How long a session has left before its absolute timeout (`Infinity` without one). */
+  #remainingLife(data: SessionData): number {
+    const lifetime = this.#config.maxLifetimeMs;
+    const created = data[META.created];
+    if (lifetime === 0 || typeof created !== 'number') return Infinity;
+    return created + lifetime - this.#config.now();
+  }
+
+  /** The time to live a write or a touch gives a session: its idle timeout, within its lifetime. */
+  #ttl(data: SessionData): number {
+    const remember = data[META.remember];
+    const idle = typeof remember === 'number' ? remember : this.#config.maxAgeMs;
+    return Math.max(1, Math.min(idle, this.#remainingLife(data)));
+  }
+
+  /** How long the session's cookie lives, in ms; 0 for a browser-session cookie. */
+  #cookieLife(data: SessionData): number {
+    const remember = data[META.remember];
+    if (remember === false) return 0;
+    const life = typeof remember === 'number' ? remember : this.#config.cookieMaxAgeMs;
+    return life === 0 ? 0 : Math.min(life, this.#remainingLife(data));
   }
 
   /**
-   * The session cookie's `Set-Cookie` value. The attributes never change for one server, so
-   * they are serialized (and checked) once per `Secure` flag and reused.
+   * The session cookie when it is due (always after a write when `wrote`), recording it as sent
+   * for the refresh interval of its life.
    */
-  #sessionCookie(id: string, secure: boolean): string {
-    const i = secure ? 1 : 0;
-    const suffix = (this.#suffixes[i] ??= serializeCookie(this.#config.idName, 'x', this.#cookieOptions(secure)).slice(this.#config.idName.length + 2));
-    // Ids of the default format are cookie-octets as they are; a custom id is checked in full.
-    const name = this.#config.idName;
-    return isPlainCookieValue(name, id) ? `${name}=${id}${suffix}` : serializeCookie(name, id, this.#cookieOptions(secure));
+  #cookieIfDue(id: string, data: SessionData, secure: boolean, wrote: boolean): string | undefined {
+    const c = this.#config;
+    if (!c.cookieOutput) return undefined;
+    const life = this.#cookieLife(data);
+    if (!wrote && (life === 0 || this.#cookieSent.has(id))) return undefined;
+    const header = this.#sessionCookie(id, life, secure);
+    if (life > 0) this.#cookieSent.set(id, true, cookieRefreshInterval(life));
+    return header;
   }
 
-  #cookieOptions(secure: boolean): CookieOptions {
-    const c = this.#config;
-    const options: CookieOptions = { ...c.cookie, secure };
-    if (c.cookieMaxAgeMs > 0) options.maxAge = cookieMaxAgeSeconds(c.cookieMaxAgeMs);
+  /**
+   * The session cookie's `Set-Cookie` value. The attributes after `Max-Age` never change for
+   * one server, so they are serialized (and checked) once per `Secure` flag and reused.
+   */
+  #sessionCookie(id: string, lifeMs: number, secure: boolean): string {
+    const name = this.#config.idName;
+    if (!isPlainCookieValue(name, id)) return serializeCookie(name, id, this.#cookieOptions(secure, lifeMs));
+    const i = secure ? 1 : 0;
+    const suffix = (this.#suffixes[i] ??= serializeCookie(name, 'x', this.#cookieOptions(secure, undefined)).slice(name.length + 2));
+    return lifeMs > 0 ? `${name}=${id}; Max-Age=${cookieMaxAgeSeconds(lifeMs)}${suffix}` : `${name}=${id}${suffix}`;
+  }
+
+  #cookieOptions(secure: boolean, lifeMs: number | undefined): CookieOptions {
+    const options: CookieOptions = { ...this.#config.cookie, secure };
+    if (lifeMs !== undefined && lifeMs > 0) options.maxAge = cookieMaxAgeSeconds(lifeMs);
     return options;
   }
 
@@ -469,13 +697,14 @@ export class SessionManager {
    * `patch` when it has one, else by reading, merging and writing under this process's lock.
    * @returns `false` when the session no longer exists (nothing is written then)
    */
-  async #update(s: SessionState): Promise<boolean> {
+  async #update(s: SessionState, data: SessionData): Promise<boolean> {
     const storage = this.storage;
     const id = s.id;
+    const ttl = this.#ttl(data);
     if (typeof storage.patch === 'function') {
-      if (!this.#storageChecksSize) this.#checkSize(view(s));
+      if (!this.#storageChecksSize) this.#checkSize(data);
       try {
-        return await storage.patch(id, changeSet(s), this.#config.maxAgeMs);
+        return await storage.patch(id, changeSet(s), ttl);
       } catch (err) {
         throw asStorageError(err, 'write');
       }
@@ -484,7 +713,7 @@ export class SessionManager {
       const current = await this.#read(id);
       // Destroyed, regenerated or expired meanwhile: never bring it back.
       if (current === undefined) return false;
-      await this.#write(id, applyChanges(s.cleared ? undefined : current, s.changes));
+      await this.#write(id, applyChanges(s.cleared ? undefined : current, s.changes), ttl);
       return true;
     });
   }
@@ -502,19 +731,19 @@ export class SessionManager {
     }
   }
 
-  async #write(id: string, data: SessionData): Promise<void> {
+  async #write(id: string, data: SessionData, ttl = this.#ttl(data)): Promise<void> {
     const storage = this.storage;
     if (!this.#storageChecksSize) this.#checkSize(data);
     try {
-      await storage.set(id, data, this.#config.maxAgeMs);
+      await storage.set(id, data, ttl);
     } catch (err) {
       throw asStorageError(err, 'write');
     }
   }
 
-  async #touch(id: string): Promise<boolean | undefined> {
+  async #touch(id: string, data: SessionData): Promise<boolean | undefined> {
     try {
-      const alive: unknown = await this.storage.touch(id, this.#config.maxAgeMs);
+      const alive: unknown = await this.storage.touch(id, this.#ttl(data));
       return typeof alive === 'boolean' ? alive : undefined;
     } catch (err) {
       throw asStorageError(err, 'touch');

@@ -10,6 +10,45 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 export type SessionData = Record<string, JsonValue>;
 
 /**
+ * Keys the library keeps in a session beside the user's, for its own features. They start with
+ * NUL, which no user key may (`set` refuses one), and `data()`, `get` and `size` never show them.
+ * A storage may store them as any other key; the built-in storages also read `owner` to keep an
+ * index of each owner's sessions, and `created` to list them.
+ */
+export const META = Object.freeze({
+  /** When the session was created, in ms since the epoch; a regenerate keeps it. */
+  created: '\u0000created',
+  /** The session's owner (a user id), a string. */
+  owner: '\u0000owner',
+  /** What the application stored about the session for listings (a user agent, say). */
+  info: '\u0000info',
+  /** `false`: a browser-session cookie; a number: this session's idle timeout in ms. */
+  remember: '\u0000remember',
+  /** The session's CSRF secret, base64url. */
+  csrf: '\u0000csrf',
+  /** The prefix of flash messages: `\u0000flash:<name>` holds an array of values. */
+  flash: '\u0000flash:',
+});
+
+/** Whether a session key is one of the library's own ({@link META}). */
+export function isMetaKey(key: string): boolean {
+  return key.charCodeAt(0) === 0;
+}
+
+/** One stored session as a storage lists it: never its id, only the id's hash. */
+export interface StoredSession {
+  /** The SHA-256 of the id, in hex (`hashId` of lib/id.ts). */
+  readonly idHash: string;
+  /** When it expires, in ms since the epoch. */
+  readonly expiresAt: number;
+  /** Its data, the library's {@link META} keys included. */
+  readonly data: SessionData;
+}
+
+/** What a storage reports to the server on its own (see {@link StorageSettings.onExpired}). */
+export type StorageEvent = { readonly type: 'expired'; readonly idHash: string };
+
+/**
  * One request's changes to a session, as {@link Storage.patch} applies them: first `clear`
  * (delete every stored key), then `remove`, then `set`.
  */
@@ -34,6 +73,11 @@ export interface StorageSettings {
    * past it rejects with a `SessionError` of code `'ESESSIONTOOLARGE'` and writes nothing.
    */
   readonly maxSize: number;
+  /**
+   * Called when the storage finds a session expired (its sweep, or a read), when the server has
+   * listeners for that event; a storage that cannot tell never calls it.
+   */
+  readonly onEvent?: ((event: StorageEvent) => void) | undefined;
 }
 
 /**
@@ -62,6 +106,13 @@ export interface StorageSettings {
  *   the server serializes each write once more to check the size.
  * - `close`, when present, flushes pending work and stops timers.
  *
+ * Optional methods for the features of `server.sessions` (the server answers with a clear
+ * error when they are missing):
+ * - `ownerSessions(owner)` lists the live sessions whose {@link META} `owner` key is `owner`;
+ *   `removeOwner(owner, exceptIdHash?)` removes them all but one, everywhere the storage is
+ *   shared. The index behind them expires with the sessions and never lists a dead one.
+ * - `count()` and `list()` count and walk the live sessions without loading them all at once.
+ *
  * @example
  * ```ts
  * class RedisStringStorage implements Storage {
@@ -87,4 +138,12 @@ export interface Storage {
   configure?(settings: StorageSettings): void;
   /** Flushes pending work and stops timers. */
   close?(): Promise<void>;
+  /** The live sessions of an owner (see {@link META}). */
+  ownerSessions?(owner: string): Promise<StoredSession[]>;
+  /** Removes every session of an owner but the one whose id hashes to `exceptIdHash`; resolves to how many. */
+  removeOwner?(owner: string, exceptIdHash?: string): Promise<number>;
+  /** How many live sessions there are. */
+  count?(): Promise<number>;
+  /** Every live session's id hash and expiry, a few at a time. */
+  list?(): AsyncIterable<{ readonly idHash: string; readonly expiresAt: number }>;
 }

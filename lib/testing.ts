@@ -13,7 +13,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { SessionData, Storage } from './storage.js';
+import { createHash } from 'node:crypto';
+import { META, type SessionData, type Storage } from './storage.js';
 
 /** How {@link storageContract} makes and drives the storage under test. */
 export interface ContractOptions {
@@ -30,6 +31,11 @@ export interface ContractOptions {
    * to resolve nothing). @default true
    */
   touchTells?: boolean;
+}
+
+/** The SHA-256 of an id in hex, as storages list them. */
+function hashOf(id: string): string {
+  return createHash('sha256').update(id).digest('hex');
 }
 
 /** A fresh id in the format the server issues. */
@@ -63,6 +69,9 @@ export function storageContract(name: string, options: ContractOptions): void {
     const probe = await create();
     const hasPatch = typeof probe.patch === 'function';
     const hasConfigure = typeof probe.configure === 'function';
+    const hasOwners = typeof probe.ownerSessions === 'function' && typeof probe.removeOwner === 'function';
+    const hasCount = typeof probe.count === 'function';
+    const hasList = typeof probe.list === 'function';
     await probe.close?.();
 
     it('reads a missing session as undefined', () =>
@@ -185,6 +194,61 @@ export function storageContract(name: string, options: ContractOptions): void {
         await advance?.(1_001);
         assert.equal(await patch(id, { set: { b: 2 }, remove: [], clear: false }, MINUTE), false, 'an expired session is gone');
         assert.equal(await s.get(id), undefined, 'and stays gone');
+      });
+    });
+
+    if (hasOwners) it('lists and removes the sessions of an owner, and forgets them when they go', async () => {
+      await using(async (s) => {
+        const [a, b, c, other] = [newId(), newId(), newId(), newId()];
+        for (const id of [a, b, c]) await s.set(id, { [META.owner]: 'ann', [META.created]: 1, [META.info]: { ua: id.slice(0, 4) } }, MINUTE);
+        await s.set(other, { [META.owner]: 'bob' }, MINUTE);
+        const listed = await (s.ownerSessions as NonNullable<Storage['ownerSessions']>)('ann');
+        assert.deepEqual(listed.map((x) => x.idHash).sort(), [a, b, c].map(hashOf).sort(), 'every session of the owner, by id hash');
+        assert.ok(listed.every((x) => x.expiresAt > 0 && x.data[META.created] === 1), 'each with its expiry and data');
+        await s.remove(c);
+        assert.equal((await s.ownerSessions?.('ann'))?.length, 2, 'a removed session is no longer listed');
+        if (typeof s.patch === 'function') {
+          await s.patch(b, { set: {}, remove: [META.owner], clear: false }, MINUTE);
+          assert.deepEqual((await s.ownerSessions?.('ann'))?.map((x) => x.idHash), [hashOf(a)], 'a session whose owner was removed is no longer listed');
+          await s.patch(b, { set: { [META.owner]: 'ann' }, remove: [], clear: false }, MINUTE);
+        }
+        assert.equal(await s.removeOwner?.('ann', hashOf(a)), 1, 'removes all but the one excepted');
+        assert.deepEqual({ ...(await s.get(a)) }[META.owner], 'ann', 'the excepted session stays');
+        assert.equal(await s.get(b), undefined, 'the others are gone');
+        assert.ok((await s.get(other)) !== undefined, 'another owner\'s session stays');
+        assert.deepEqual((await s.ownerSessions?.('nobody')) ?? [], [], 'an unknown owner has no sessions');
+      });
+    });
+
+    if (hasOwners && advance !== undefined) it('never lists an expired session of an owner', async () => {
+      await using(async (s) => {
+        const [a, b] = [newId(), newId()];
+        await s.set(a, { [META.owner]: 'ann' }, 1_000);
+        await s.set(b, { [META.owner]: 'ann' }, MINUTE);
+        await advance(1_001);
+        assert.deepEqual((await s.ownerSessions?.('ann'))?.map((x) => x.idHash), [hashOf(b)], 'only the live session');
+        assert.equal(await s.removeOwner?.('ann'), 1, 'only the live one is counted as removed');
+      });
+    });
+
+    if (hasCount || hasList) it('counts and lists the live sessions', async () => {
+      await using(async (s) => {
+        const ids = [newId(), newId(), newId()];
+        for (const id of ids) await s.set(id, { a: 1 }, MINUTE);
+        if (hasCount) assert.equal(await s.count?.(), 3, 'three live sessions');
+        if (hasList) {
+          const seen: string[] = [];
+          for await (const x of (s.list as NonNullable<Storage['list']>).call(s)) {
+            assert.ok(x.expiresAt > 0, 'each with its expiry');
+            seen.push(x.idHash);
+          }
+          assert.deepEqual(seen.sort(), ids.map(hashOf).sort(), 'every live session once, by id hash');
+        }
+        if (advance !== undefined) {
+          await s.set(ids[0] as string, { a: 1 }, 1_000);
+          await advance(1_001);
+          if (hasCount) assert.equal(await s.count?.(), 2, 'an expired session is not counted');
+        }
       });
     });
 

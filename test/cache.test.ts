@@ -59,7 +59,7 @@ describe('ExpiringCache options', () => {
       assert.throws(() => new ExpiringCache(options as unknown as ExpiringCacheOptions<string, number>), {
         name: 'TypeError',
         message: new RegExp(`^option ${option} is invalid: `),
-      });
+      }, `${JSON.stringify(options)} is refused with a TypeError naming ${option}`);
     });
   }
 
@@ -93,7 +93,7 @@ describe('ExpiringCache options', () => {
   it('takes durations as strings, max Infinity and a sweepInterval of 0', (t) => {
     const { cache } = setup(t, { ttl: '2s', max: Infinity, sweepInterval: 0 });
     cache.set('a', 1);
-    assert.equal(cache.expiresAt('a'), 2000);
+    assert.equal(cache.expiresAt('a'), 2000, "a ttl of '2s' gives an expiry 2000 ms ahead");
   });
 
   it('defaults the clock to Date.now', (t) => {
@@ -102,7 +102,7 @@ describe('ExpiringCache options', () => {
     const before = Date.now();
     cache.set('a', 1);
     const at = cache.expiresAt('a');
-    assert.ok(at !== undefined && at >= before + 3_600_000 && at <= Date.now() + 3_600_000);
+    assert.ok(at !== undefined && at >= before + 3_600_000 && at <= Date.now() + 3_600_000, "a ttl of '1h' on the default clock expires an hour after Date.now()");
   });
 
   const badTtls: unknown[] = [0, -5, Number.NEGATIVE_INFINITY, Number.NaN, 'Infinity', '5x', '', null, 9e15];
@@ -111,19 +111,19 @@ describe('ExpiringCache options', () => {
       const { cache } = setup(t);
       cache.set('kept', 1);
       const bad = ttl as Duration;
-      assert.throws(() => cache.set('a', 1, bad), { name: 'TypeError', message: /^option ttl is invalid: / });
-      assert.equal(cache.has('a'), false);
-      assert.throws(() => cache.touch('kept', bad), { name: 'TypeError', message: /^option ttl is invalid: / });
-      assert.throws(() => cache.touch('missing', bad), { name: 'TypeError' });
-      assert.equal(cache.expiresAt('kept'), 1000);
+      assert.throws(() => cache.set('a', 1, bad), { name: 'TypeError', message: /^option ttl is invalid: / }, `set refuses a ttl of ${String(ttl)}`);
+      assert.equal(cache.has('a'), false, `a set refused for a ttl of ${String(ttl)} stored nothing`);
+      assert.throws(() => cache.touch('kept', bad), { name: 'TypeError', message: /^option ttl is invalid: / }, `touch of a live entry refuses a ttl of ${String(ttl)}`);
+      assert.throws(() => cache.touch('missing', bad), { name: 'TypeError' }, `touch of a missing entry refuses a ttl of ${String(ttl)} too`);
+      assert.equal(cache.expiresAt('kept'), 1000, `a touch refused for a ttl of ${String(ttl)} left the expiry unchanged`);
     });
   }
 
   it('parses per-call ttls given as strings or fractions', (t) => {
     const { cache } = setup(t);
     cache.set('s', 1, '1m').set('f', 2, 2.5);
-    assert.equal(cache.expiresAt('s'), 60_000);
-    assert.equal(cache.expiresAt('f'), 3);
+    assert.equal(cache.expiresAt('s'), 60_000, "a per-call ttl of '1m' is 60 000 ms");
+    assert.equal(cache.expiresAt('f'), 3, 'a fractional per-call ttl of 2.5 ms is rounded to 3');
   });
 });
 
@@ -132,12 +132,12 @@ describe('ExpiringCache expiry', () => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1);
     clock.now = 999;
-    assert.equal(cache.get('a'), 1);
-    assert.equal(cache.has('a'), true);
+    assert.equal(cache.get('a'), 1, 'the entry is live 1 ms before its ttl');
+    assert.equal(cache.has('a'), true, 'has sees the entry 1 ms before its ttl');
     clock.now = 1000;
-    assert.equal(cache.get('a'), undefined);
-    assert.equal(cache.size, 0);
-    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+    assert.equal(cache.get('a'), undefined, 'the entry is gone at exactly its ttl');
+    assert.equal(cache.size, 0, 'the expired entry was removed on the read');
+    assert.deepEqual(calls, [[1, 'a', 'expire']], "dispose was called once, with 'expire'");
   });
 
   const lookups: [string, (cache: ExpiringCache<string, number>) => unknown, unknown][] = [
@@ -153,12 +153,12 @@ describe('ExpiringCache expiry', () => {
       const { clock, calls, cache } = setup(t);
       cache.set('a', 1);
       clock.now = 1000;
-      assert.equal(cache.size, 1);
-      assert.equal(lookup(cache), missing);
-      assert.equal(cache.size, 0);
-      assert.deepEqual(calls, [[1, 'a', 'expire']]);
-      assert.equal(lookup(cache), missing);
-      assert.equal(calls.length, 1);
+      assert.equal(cache.size, 1, `before ${name}, the expired entry is still counted`);
+      assert.equal(lookup(cache), missing, `${name} answers as for a missing entry`);
+      assert.equal(cache.size, 0, `${name} removed the expired entry`);
+      assert.deepEqual(calls, [[1, 'a', 'expire']], `${name} reported the removal as 'expire'`);
+      assert.equal(lookup(cache), missing, `${name} again answers as for a missing entry`);
+      assert.equal(calls.length, 1, `the second ${name} called dispose no more`);
     });
   }
 
@@ -166,12 +166,12 @@ describe('ExpiringCache expiry', () => {
     const { clock, cache } = setup(t);
     cache.set('short', 1, 100).set('long', 2, '2s').set('default', 3);
     clock.now = 100;
-    assert.equal(cache.get('short'), undefined);
+    assert.equal(cache.get('short'), undefined, 'the 100 ms entry is gone at 100 ms');
     clock.now = 1999;
-    assert.equal(cache.get('default'), undefined);
-    assert.equal(cache.get('long'), 2);
+    assert.equal(cache.get('default'), undefined, 'the default-ttl entry is gone at 1999 ms (it expired at 1000)');
+    assert.equal(cache.get('long'), 2, 'the 2 s entry is live at 1999 ms');
     clock.now = 2000;
-    assert.equal(cache.get('long'), undefined);
+    assert.equal(cache.get('long'), undefined, 'the 2 s entry is gone at 2000 ms');
   });
 
   it('does not extend a life on get, peek or has', (t) => {
@@ -181,16 +181,16 @@ describe('ExpiringCache expiry', () => {
     cache.get('a');
     cache.peek('a');
     cache.has('a');
-    assert.equal(cache.expiresAt('a'), 1000);
+    assert.equal(cache.expiresAt('a'), 1000, 'reads left the expiry where set put it');
   });
 
   it("renews an entry on touch for its own ttl, and a touch's ttl becomes its own", (t) => {
     const { clock, cache } = setup(t);
     cache.set('a', 1, 100).set('d', 2);
     clock.now = 50;
-    assert.equal(cache.touch('a'), true, 'live');
+    assert.equal(cache.touch('a'), true, 'touch finds the live entry');
     assert.equal(cache.expiresAt('a'), 150, "the ttl it was set with, not the cache's 1000");
-    assert.equal(cache.touch('a', 300), true, 'live');
+    assert.equal(cache.touch('a', 300), true, 'touch with a ttl finds the live entry');
     assert.equal(cache.expiresAt('a'), 350, 'the given ttl');
     clock.now = 100;
     cache.touch('a');
@@ -207,14 +207,14 @@ describe('ExpiringCache expiry', () => {
     const { clock, cache } = setup(t);
     cache.set('a', 1);
     clock.now = 900;
-    assert.equal(cache.touch('a'), true);
-    assert.equal(cache.expiresAt('a'), 1900);
+    assert.equal(cache.touch('a'), true, 'touch finds the live entry');
+    assert.equal(cache.expiresAt('a'), 1900, 'touch renews for the default ttl from now');
     clock.now = 1500;
-    assert.equal(cache.get('a'), 1);
-    assert.equal(cache.touch('a', '100ms'), true);
-    assert.equal(cache.expiresAt('a'), 1600);
+    assert.equal(cache.get('a'), 1, 'the renewed entry is live past its first expiry');
+    assert.equal(cache.touch('a', '100ms'), true, 'touch with a ttl finds the live entry');
+    assert.equal(cache.expiresAt('a'), 1600, 'touch with a ttl renews for that ttl from now');
     clock.now = 1600;
-    assert.equal(cache.get('a'), undefined);
+    assert.equal(cache.get('a'), undefined, 'the entry is gone at the end of the life touch gave it');
   });
 
   it('keeps an entry with a ttl of Infinity forever, as the default or per entry', (t) => {
@@ -251,17 +251,17 @@ describe('ExpiringCache expiry', () => {
 
   it('returns false from touch for a key it does not hold', (t) => {
     const { calls, cache } = setup(t);
-    assert.equal(cache.touch('missing'), false);
-    assert.equal(cache.has('missing'), false);
-    assert.deepEqual(calls, []);
+    assert.equal(cache.touch('missing'), false, 'touch of a missing key answers false');
+    assert.equal(cache.has('missing'), false, 'touch created no entry');
+    assert.deepEqual(calls, [], 'touch of a missing key disposed nothing');
   });
 
   it('tells when a live entry expires, on the clock it was given', (t) => {
     const { clock, cache } = setup(t);
     clock.now = 1_700_000_000_000;
     cache.set('a', 1, '1d');
-    assert.equal(cache.expiresAt('a'), 1_700_000_000_000 + 86_400_000);
-    assert.equal(cache.expiresAt('missing'), undefined);
+    assert.equal(cache.expiresAt('a'), 1_700_000_000_000 + 86_400_000, 'expiresAt is the time of the set plus the ttl, on the given clock');
+    assert.equal(cache.expiresAt('missing'), undefined, 'expiresAt of a missing key is undefined');
   });
 
   it('replaces a live value on set without calling dispose, with a fresh ttl', (t) => {
@@ -269,10 +269,10 @@ describe('ExpiringCache expiry', () => {
     cache.set('a', 1);
     clock.now = 600;
     cache.set('a', 2);
-    assert.equal(cache.get('a'), 2);
-    assert.equal(cache.expiresAt('a'), 1600);
-    assert.equal(cache.size, 1);
-    assert.deepEqual(calls, []);
+    assert.equal(cache.get('a'), 2, 'set replaced the value');
+    assert.equal(cache.expiresAt('a'), 1600, 'set gave the entry a fresh ttl from now');
+    assert.equal(cache.size, 1, 'set of a live key keeps one entry');
+    assert.deepEqual(calls, [], 'replacing a live value disposes nothing');
   });
 
   it("reports an expired value as 'expire' when set replaces it", (t) => {
@@ -280,17 +280,17 @@ describe('ExpiringCache expiry', () => {
     cache.set('a', 1);
     clock.now = 1000;
     cache.set('a', 2);
-    assert.deepEqual(calls, [[1, 'a', 'expire']]);
-    assert.equal(cache.get('a'), 2);
+    assert.deepEqual(calls, [[1, 'a', 'expire']], "the expired value set replaced was disposed as 'expire'");
+    assert.equal(cache.get('a'), 2, 'the new value is stored');
   });
 
   it("removes a live entry on delete, reporting 'delete'", (t) => {
     const { calls, cache } = setup(t);
     cache.set('a', 1);
-    assert.equal(cache.delete('a'), true);
-    assert.equal(cache.delete('a'), false);
-    assert.equal(cache.has('a'), false);
-    assert.deepEqual(calls, [[1, 'a', 'delete']]);
+    assert.equal(cache.delete('a'), true, 'delete of a live entry answers true');
+    assert.equal(cache.delete('a'), false, 'delete of a missing entry answers false');
+    assert.equal(cache.has('a'), false, 'the deleted entry is gone');
+    assert.deepEqual(calls, [[1, 'a', 'delete']], "delete disposed the entry as 'delete'");
   });
 
   it('lets dispose throw to the caller, with the cache already consistent', (t) => {
@@ -300,11 +300,11 @@ describe('ExpiringCache expiry', () => {
       },
     });
     cache.set('a', 1).set('b', 2);
-    assert.throws(() => cache.delete('a'), /boom/);
+    assert.throws(() => cache.delete('a'), /boom/, "delete lets dispose's error through");
     clock.now = 1000;
-    assert.throws(() => cache.get('b'), /boom/);
-    assert.equal(cache.size, 0);
-    assert.equal(cache.has('b'), false);
+    assert.throws(() => cache.get('b'), /boom/, "a get that expires an entry lets dispose's error through");
+    assert.equal(cache.size, 0, 'both entries are gone despite the errors');
+    assert.equal(cache.has('b'), false, 'the entry whose dispose threw is gone');
   });
 
   it('works without dispose', (t) => {
@@ -312,11 +312,11 @@ describe('ExpiringCache expiry', () => {
     const cache = new ExpiringCache<string, number>({ ttl: 1000, max: 1, now: () => clock.now });
     t.after(() => cache.close());
     cache.set('a', 1).set('b', 2);
-    assert.equal(cache.has('a'), false);
-    assert.equal(cache.delete('b'), true);
+    assert.equal(cache.has('a'), false, 'max: 1 pushed out the first entry without a dispose');
+    assert.equal(cache.delete('b'), true, 'delete works without a dispose');
     cache.set('c', 3);
     clock.now = 1000;
-    assert.equal(cache.purgeStale(), 1);
+    assert.equal(cache.purgeStale(), 1, 'purgeStale counts the expired entry without a dispose');
   });
 });
 
@@ -324,13 +324,13 @@ describe('ExpiringCache max', () => {
   it("evicts the least recently used entry as 'evict', a get making an entry recent", (t) => {
     const { calls, cache } = setup(t, { max: 3 });
     cache.set('a', 1).set('b', 2).set('c', 3);
-    assert.equal(cache.get('a'), 1);
+    assert.equal(cache.get('a'), 1, 'get finds a live entry');
     cache.set('d', 4);
-    assert.deepEqual(calls, [[2, 'b', 'evict']]);
-    assert.deepEqual([...cache.keys()], ['c', 'a', 'd']);
+    assert.deepEqual(calls, [[2, 'b', 'evict']], "the least recently used entry, b, was evicted as 'evict'");
+    assert.deepEqual([...cache.keys()], ['c', 'a', 'd'], 'the keys run from least to most recently used, a moved by the get');
     cache.set('e', 5);
-    assert.deepEqual(calls.at(-1), [3, 'c', 'evict']);
-    assert.equal(cache.size, 3);
+    assert.deepEqual(calls.at(-1), [3, 'c', 'evict'], 'the next set evicted the next least recently used, c');
+    assert.equal(cache.size, 3, 'the size stays at max');
   });
 
   it('does not make an entry recent on peek, has or expiresAt', (t) => {
@@ -340,7 +340,7 @@ describe('ExpiringCache max', () => {
     cache.has('a');
     cache.expiresAt('a');
     cache.set('c', 3);
-    assert.deepEqual(calls, [[1, 'a', 'evict']]);
+    assert.deepEqual(calls, [[1, 'a', 'evict']], 'peek, has and expiresAt left a least recently used, so it was evicted');
   });
 
   it('makes an entry recent on set and touch, which never evict by themselves', (t) => {
@@ -348,10 +348,10 @@ describe('ExpiringCache max', () => {
     cache.set('a', 1).set('b', 2).set('c', 3);
     cache.set('a', 10);
     cache.touch('b');
-    assert.deepEqual(calls, []);
+    assert.deepEqual(calls, [], 'set of an existing key and touch evicted nothing');
     cache.set('d', 4);
-    assert.deepEqual(calls, [[3, 'c', 'evict']]);
-    assert.deepEqual([...cache.keys()], ['a', 'b', 'd']);
+    assert.deepEqual(calls, [[3, 'c', 'evict']], 'c, least recently used after a was set and b touched, was evicted');
+    assert.deepEqual([...cache.keys()], ['a', 'b', 'd'], 'a and b were made recent in that order');
   });
 
   it("reports an expired least recently used entry as 'expire' when it is pushed out", (t) => {
@@ -359,7 +359,7 @@ describe('ExpiringCache max', () => {
     cache.set('a', 1, 100).set('b', 2);
     clock.now = 100;
     cache.set('c', 3);
-    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+    assert.deepEqual(calls, [[1, 'a', 'expire']], "the pushed-out entry had expired, so it was reported as 'expire'");
   });
 
   it('evicts in order of use over many entries and keeps a hot key', (t) => {
@@ -367,14 +367,14 @@ describe('ExpiringCache max', () => {
     cache.set('hot', -1);
     for (let i = 0; i < 5000; i++) {
       cache.set(`k${i}`, i);
-      assert.equal(cache.get('hot'), -1);
+      assert.equal(cache.get('hot'), -1, 'the hot key, read after every set, is never evicted');
     }
-    assert.equal(cache.size, 1000);
+    assert.equal(cache.size, 1000, 'the size stays at max');
     assert.deepEqual(
       calls.map(([, key]) => key),
-      Array.from({ length: 4001 }, (_, i) => `k${i}`),
+      Array.from({ length: 4001 }, (_, i) => `k${i}`), 'the entries were evicted in the order they were set',
     );
-    assert.ok(calls.every(([, , reason]) => reason === 'evict'));
+    assert.ok(calls.every(([, , reason]) => reason === 'evict'), "every eviction was reported as 'evict'");
   });
 
   it('stays fast when two keys take turns, which moving on every hit would not', (t) => {
@@ -383,7 +383,7 @@ describe('ExpiringCache max', () => {
     const started = process.hrtime.bigint();
     for (let i = 0; i < 200_000; i++) cache.get(i % 2 === 0 ? 'k1' : 'k2');
     // Moved on every hit, this takes seconds (each lookup walks a growing hash chain).
-    assert.ok(process.hrtime.bigint() - started < 1_000_000_000n);
+    assert.ok(process.hrtime.bigint() - started < 1_000_000_000n, '200 000 alternating hits on 50 000 entries take under a second');
   });
 
   it('keeps the order keys were first set when there is no max', (t) => {
@@ -392,7 +392,7 @@ describe('ExpiringCache max', () => {
     cache.get('a');
     cache.touch('a');
     cache.set('a', 3);
-    assert.deepEqual([...cache.keys()], ['a', 'b']);
+    assert.deepEqual([...cache.keys()], ['a', 'b'], 'without max, get, touch and set keep the order keys were first set');
   });
 });
 
@@ -401,14 +401,14 @@ describe('ExpiringCache size, purgeStale and iteration', () => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1, 100).set('b', 2, 200).set('c', 3);
     clock.now = 200;
-    assert.equal(cache.size, 3);
-    assert.equal(cache.purgeStale(), 2);
-    assert.equal(cache.size, 1);
+    assert.equal(cache.size, 3, 'expired entries are counted until removed');
+    assert.equal(cache.purgeStale(), 2, 'purgeStale removes and counts the two expired entries');
+    assert.equal(cache.size, 1, 'only the live entry is left');
     assert.deepEqual(calls, [
       [1, 'a', 'expire'],
       [2, 'b', 'expire'],
-    ]);
-    assert.equal(cache.purgeStale(), 0);
+    ], "purgeStale disposed the expired entries as 'expire', in order");
+    assert.equal(cache.purgeStale(), 0, 'a second purgeStale finds nothing');
   });
 
   it('lists live entries only, from least to most recently used', (t) => {
@@ -416,13 +416,13 @@ describe('ExpiringCache size, purgeStale and iteration', () => {
     cache.set('a', 1).set('b', 2, 100).set('c', 3);
     cache.get('a');
     clock.now = 100;
-    assert.deepEqual([...cache.keys()], ['c', 'a']);
-    assert.deepEqual([...cache.values()], [3, 1]);
+    assert.deepEqual([...cache.keys()], ['c', 'a'], 'keys lists live entries from least to most recently used');
+    assert.deepEqual([...cache.values()], [3, 1], 'values follows the same order');
     assert.deepEqual([...cache.entries()], [
       ['c', 3],
       ['a', 1],
-    ]);
-    assert.deepEqual([...cache], [...cache.entries()]);
+    ], 'entries follows the same order');
+    assert.deepEqual([...cache], [...cache.entries()], 'iterating the cache itself gives its entries');
     assert.equal(cache.size, 3, 'iterating removes nothing');
   });
 
@@ -435,7 +435,7 @@ describe('ExpiringCache size, purgeStale and iteration', () => {
       cache.get(key);
       cache.set(`${key}2`, 0);
     }
-    assert.deepEqual(seen, ['a', 'b', 'c']);
+    assert.deepEqual(seen, ['a', 'b', 'c'], 'the loop saw the snapshot taken before it changed the cache');
   });
 });
 
@@ -444,12 +444,12 @@ describe('ExpiringCache clear and close', () => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1).set('b', 2);
     cache.clear();
-    assert.equal(cache.size, 0);
-    assert.equal(cache.get('a'), undefined);
+    assert.equal(cache.size, 0, 'clear left nothing');
+    assert.equal(cache.get('a'), undefined, 'a cleared value is gone');
     cache.set('c', 3);
     clock.now = 1000;
-    assert.equal(cache.get('c'), undefined);
-    assert.deepEqual(calls, [[3, 'c', 'expire']]);
+    assert.equal(cache.get('c'), undefined, 'the cache still expires entries set after clear');
+    assert.deepEqual(calls, [[3, 'c', 'expire']], 'clear disposed nothing; only the later expiry was disposed');
   });
 
   it('keeps no handle alive: no timer while empty, the timer unref()ed, close() clearing it', (t) => {
@@ -459,28 +459,28 @@ describe('ExpiringCache clear and close', () => {
     const before = timeouts();
     const cache = new ExpiringCache<string, number>({ ttl: '1m' });
     t.after(() => cache.close());
-    assert.equal(setTimeoutSpy.mock.callCount(), 0);
+    assert.equal(setTimeoutSpy.mock.callCount(), 0, 'an empty cache starts no timer');
 
     cache.set('a', 1).set('b', 2);
     assert.equal(setTimeoutSpy.mock.callCount(), 1, 'one timer for both');
     const handle = setTimeoutSpy.mock.calls[0]?.result as NodeJS.Timeout;
-    assert.equal(handle.hasRef(), false);
-    assert.equal(timeouts(), before);
+    assert.equal(handle.hasRef(), false, 'the timer is unref()ed');
+    assert.equal(timeouts(), before, 'the cache adds no active Timeout to the process');
 
     cache.delete('a');
-    assert.equal(clearTimeoutSpy.mock.callCount(), 0);
+    assert.equal(clearTimeoutSpy.mock.callCount(), 0, 'the timer stays while an entry is left');
     cache.delete('b');
     assert.deepEqual(clearTimeoutSpy.mock.calls.map((c) => c.arguments[0]), [handle], 'empty: cleared');
 
     cache.set('c', 3);
     const second = setTimeoutSpy.mock.calls[1]?.result;
     cache.close();
-    assert.equal(clearTimeoutSpy.mock.calls[1]?.arguments[0], second);
-    assert.equal(cache.size, 0);
+    assert.equal(clearTimeoutSpy.mock.calls[1]?.arguments[0], second, 'close cleared the second timer');
+    assert.equal(cache.size, 0, 'close emptied the cache');
     cache.close();
     cache.set('d', 4);
     assert.equal(setTimeoutSpy.mock.callCount(), 2, 'none after close');
-    assert.equal(cache.get('d'), 4);
+    assert.equal(cache.get('d'), 4, 'the cache still stores after close');
   });
 
   it('close calls no dispose, ever after sweeps nothing, and still expires lazily', (t) => {
@@ -488,14 +488,14 @@ describe('ExpiringCache clear and close', () => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1);
     cache.close();
-    assert.deepEqual(calls, []);
+    assert.deepEqual(calls, [], 'close disposed nothing');
     cache.set('b', 2);
     advance(t, clock, 60_000);
     t.mock.timers.runAll();
-    assert.deepEqual(calls, []);
-    assert.equal(cache.size, 1);
-    assert.equal(cache.get('b'), undefined);
-    assert.deepEqual(calls, [[2, 'b', 'expire']]);
+    assert.deepEqual(calls, [], 'nothing was swept after close');
+    assert.equal(cache.size, 1, 'the entry set after close is still counted');
+    assert.equal(cache.get('b'), undefined, 'the entry set after close still expires on read');
+    assert.deepEqual(calls, [[2, 'b', 'expire']], "the lazy expiry after close disposed as 'expire'");
   });
 });
 
@@ -505,13 +505,13 @@ describe('ExpiringCache background sweep', () => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1).set('b', 2, 3000);
     advance(t, clock, 999);
-    assert.deepEqual(calls, []);
+    assert.deepEqual(calls, [], 'nothing is swept before the first expiry');
     advance(t, clock, 1);
-    assert.deepEqual(calls, [[1, 'a', 'expire']]);
-    assert.equal(cache.size, 1);
+    assert.deepEqual(calls, [[1, 'a', 'expire']], 'the timer swept a at its expiry, with no read');
+    assert.equal(cache.size, 1, 'b, not yet expired, is left');
     advance(t, clock, 2000);
-    assert.deepEqual(calls.at(-1), [2, 'b', 'expire']);
-    assert.equal(cache.size, 0);
+    assert.deepEqual(calls.at(-1), [2, 'b', 'expire'], 'the timer swept b at its own expiry');
+    assert.equal(cache.size, 0, 'the sweeps left nothing');
   });
 
   it('sweeps no sooner than sweepInterval after scheduling', (t) => {
@@ -520,12 +520,12 @@ describe('ExpiringCache background sweep', () => {
     cache.set('a', 1);
     cache.set('b', 2, 5);
     advance(t, clock, 999);
-    assert.deepEqual(calls, []);
+    assert.deepEqual(calls, [], 'nothing is swept before sweepInterval');
     advance(t, clock, 1);
     assert.deepEqual(calls, [
       [1, 'a', 'expire'],
       [2, 'b', 'expire'],
-    ]);
+    ], 'the sweep at sweepInterval took both expired entries');
   });
 
   it('re-checks the clock when the timer fires, and schedules again when it is early', (t) => {
@@ -533,10 +533,10 @@ describe('ExpiringCache background sweep', () => {
     const { clock, calls, cache } = setup(t);
     cache.set('a', 1);
     t.mock.timers.tick(1000); // the timer fires; the clock says 0
-    assert.equal(cache.size, 1);
-    assert.deepEqual(calls, []);
+    assert.equal(cache.size, 1, 'an early timer (the clock not moved) sweeps nothing');
+    assert.deepEqual(calls, [], 'an early timer disposes nothing');
     advance(t, clock, 1000);
-    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+    assert.deepEqual(calls, [[1, 'a', 'expire']], 'the timer scheduled again swept once the clock reached the expiry');
   });
 
   it('moves the one timer earlier for a sooner expiry, never later', (t) => {
@@ -545,18 +545,18 @@ describe('ExpiringCache background sweep', () => {
     const { clock, calls, cache } = setup(t, { ttl: '1m' });
     cache.set('late', 1);
     cache.set('soon', 2, '2s');
-    assert.equal(clearTimeoutSpy.mock.callCount(), 1, 'replaced');
+    assert.equal(clearTimeoutSpy.mock.callCount(), 1, 'a sooner expiry replaced the timer');
     cache.set('later', 3, '2m');
     cache.touch('soon', '3s');
-    assert.equal(clearTimeoutSpy.mock.callCount(), 1, 'kept');
+    assert.equal(clearTimeoutSpy.mock.callCount(), 1, 'later expiries kept the timer');
     advance(t, clock, 2000);
-    assert.deepEqual(calls, []);
+    assert.deepEqual(calls, [], 'nothing is swept at 2 s: soon was touched to 3 s');
     advance(t, clock, 1000); // the timer was still for 2s: the sweep found nothing
-    assert.deepEqual(calls, [[2, 'soon', 'expire']]);
+    assert.deepEqual(calls, [[2, 'soon', 'expire']], 'soon was swept at 3 s');
     advance(t, clock, 57_000);
-    assert.deepEqual(calls.at(-1), [1, 'late', 'expire']);
+    assert.deepEqual(calls.at(-1), [1, 'late', 'expire'], 'late was swept at 1 min');
     advance(t, clock, 60_000);
-    assert.deepEqual(calls.at(-1), [3, 'later', 'expire']);
+    assert.deepEqual(calls.at(-1), [3, 'later', 'expire'], 'later was swept at 2 min');
   });
 
   it('moves the timer earlier when touch shortens a life', (t) => {
@@ -565,7 +565,7 @@ describe('ExpiringCache background sweep', () => {
     cache.set('a', 1);
     cache.touch('a', '2s');
     advance(t, clock, 2000);
-    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+    assert.deepEqual(calls, [[1, 'a', 'expire']], 'the entry touched to 2 s was swept at 2 s, not 1 min');
   });
 
   it('keeps the timer when a sooner expiry still falls before the next allowed sweep', (t) => {
@@ -574,9 +574,9 @@ describe('ExpiringCache background sweep', () => {
     const { clock, calls, cache } = setup(t, { ttl: 500 });
     cache.set('a', 1);
     cache.set('b', 2, 300);
-    assert.equal(clearTimeoutSpy.mock.callCount(), 0);
+    assert.equal(clearTimeoutSpy.mock.callCount(), 0, 'a sooner expiry within sweepInterval did not replace the timer');
     advance(t, clock, 1000);
-    assert.equal(calls.length, 2);
+    assert.equal(calls.length, 2, 'the one sweep took both entries');
   });
 
   it('never asks setTimeout for more than it can wait', (t) => {
@@ -584,11 +584,11 @@ describe('ExpiringCache background sweep', () => {
     const setTimeoutSpy = t.mock.method(globalThis, 'setTimeout');
     const { clock, calls, cache } = setup(t, { ttl: '30d' });
     cache.set('a', 1);
-    assert.equal(setTimeoutSpy.mock.calls[0]?.arguments[1], 2_147_483_647);
+    assert.equal(setTimeoutSpy.mock.calls[0]?.arguments[1], 2_147_483_647, 'a 30-day expiry asks setTimeout for its largest delay, 2^31 - 1 ms');
     advance(t, clock, 2_147_483_647);
-    assert.deepEqual(calls, []);
+    assert.deepEqual(calls, [], 'nothing is swept when the longest timer fires early');
     advance(t, clock, 30 * 86_400_000 - 2_147_483_647);
-    assert.deepEqual(calls, [[1, 'a', 'expire']]);
+    assert.deepEqual(calls, [[1, 'a', 'expire']], 'the entry is swept at its 30-day expiry');
   });
 
   it('sweeps a large cache in chunks of 10 000 with setImmediate between them', (t) => {
@@ -604,9 +604,9 @@ describe('ExpiringCache background sweep', () => {
     for (let i = 0; i < 50_000; i++) cache.set(`k${i}`, i);
     cache.set('live', -1, 5000);
     advance(t, clock, 1001);
-    assert.deepEqual(perChunk, [10_000, 10_000, 10_000, 10_000, 10_000]);
-    assert.equal(immediate.mock.callCount(), 5);
-    assert.equal(cache.size, 1);
+    assert.deepEqual(perChunk, [10_000, 10_000, 10_000, 10_000, 10_000], '50 000 expired entries were swept in five chunks of 10 000');
+    assert.equal(immediate.mock.callCount(), 5, 'a setImmediate after each full chunk of 10 000, none per entry');
+    assert.equal(cache.size, 1, 'the sweep left only the live entry');
     advance(t, clock, 3999);
     assert.equal(cache.size, 0, 'the next timer came at the soonest expiry left');
   });
@@ -634,14 +634,14 @@ describe('ExpiringCache background sweep', () => {
     clock.now = 1;
     await first;
     assert.equal(cache.size, 5, 'one chunk swept, five entries to go');
-    assert.equal(immediate.mock.callCount(), 1);
+    assert.equal(immediate.mock.callCount(), 1, 'one setImmediate was scheduled for the next chunk');
     const handle = immediate.mock.calls[0]?.result as NodeJS.Immediate;
-    assert.equal(handle.hasRef(), false);
-    assert.ok(!process.getActiveResourcesInfo().includes('Immediate'));
+    assert.equal(handle.hasRef(), false, "the sweep's immediate is unref()ed");
+    assert.ok(!process.getActiveResourcesInfo().includes('Immediate'), 'no active Immediate keeps the process up');
     cache.close();
     await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(calls, 10_000);
-    assert.equal(cache.size, 0);
+    assert.equal(calls, 10_000, 'close stopped the sweep after the first chunk');
+    assert.equal(cache.size, 0, 'close emptied the cache');
   });
 
   it('picks up entries set from dispose during a sweep, with no second timer', (t) => {
@@ -660,14 +660,14 @@ describe('ExpiringCache background sweep', () => {
     t.after(() => cache.close());
     cache.set('a', 1).set('b', 5, 5000);
     advance(t, clock, 1000);
-    assert.deepEqual(keys, ['a']);
-    assert.equal(setTimeoutSpy.mock.callCount(), 2);
+    assert.deepEqual(keys, ['a'], 'the first sweep took a');
+    assert.equal(setTimeoutSpy.mock.callCount(), 2, 'the entry set from dispose got the one new timer');
     advance(t, clock, 1998);
     assert.deepEqual(keys, ['a'], 'a+ lives until 2999');
     advance(t, clock, 1);
-    assert.deepEqual(keys, ['a', 'a+']);
+    assert.deepEqual(keys, ['a', 'a+'], 'a+ was swept at its expiry');
     advance(t, clock, 3000);
-    assert.deepEqual(keys, ['a', 'a+', 'b', 'a++']);
+    assert.deepEqual(keys, ['a', 'a+', 'b', 'a++'], 'b and a++ were swept at the next sweep');
   });
 
   it('stops a sweep under way when dispose clears the cache', (t) => {
@@ -686,9 +686,9 @@ describe('ExpiringCache background sweep', () => {
     t.after(() => cache.close());
     for (let i = 0; i < 20_000; i++) cache.set(`k${i}`, i);
     advance(t, clock, 1001);
-    assert.equal(calls, 1);
-    assert.equal(cache.size, 0);
-    assert.equal(immediate.mock.callCount(), 0);
+    assert.equal(calls, 1, 'dispose ran once before it cleared the cache');
+    assert.equal(cache.size, 0, 'clear in dispose emptied the cache');
+    assert.equal(immediate.mock.callCount(), 0, 'the stopped sweep scheduled no next chunk');
   });
 
   it('goes on sweeping after dispose throws from the timer', async (t) => {
@@ -706,10 +706,10 @@ describe('ExpiringCache background sweep', () => {
     t.after(() => swept.close());
     swept.set('a', 1).set('b', 2).set('c', 3);
     clock.now = 1000;
-    assert.throws(() => t.mock.timers.tick(1000), /boom/);
-    assert.equal(swept.size, 2);
+    assert.throws(() => t.mock.timers.tick(1000), /boom/, "dispose's error from the timer reaches the timer's caller");
+    assert.equal(swept.size, 2, 'the entry whose dispose threw is gone, the others still there');
     await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(swept.size, 0);
-    assert.equal(calls, 3);
+    assert.equal(swept.size, 0, 'the sweep went on after the error');
+    assert.equal(calls, 3, 'dispose was called for every entry');
   });
 });

@@ -103,42 +103,42 @@ describe('parseCookie', () => {
 
   for (const [title, header, entries] of cases) {
     it(`parses ${title}: ${JSON.stringify(header)}`, () => {
-      assert.deepStrictEqual(parseCookie(header), rec(entries));
+      assert.deepStrictEqual(parseCookie(header), rec(entries), `${title} parses to its cookies`);
     });
   }
 
   it('returns a fresh null-prototype record', () => {
     const a = parseCookie('a=1');
     const b = parseCookie('a=1');
-    assert.equal(Object.getPrototypeOf(a), null);
-    assert.notEqual(a, b);
-    assert.equal(a['constructor'], undefined);
-    assert.equal(a['toString'], undefined);
-    assert.equal(Object.getPrototypeOf(parseCookie(undefined)), null);
+    assert.equal(Object.getPrototypeOf(a), null, 'the record has no prototype');
+    assert.notEqual(a, b, 'each call returns a new record');
+    assert.equal(a['constructor'], undefined, 'constructor is not inherited');
+    assert.equal(a['toString'], undefined, 'toString is not inherited');
+    assert.equal(Object.getPrototypeOf(parseCookie(undefined)), null, 'the record for a missing header has no prototype either');
   });
 
   it('stores prototype names as own keys and leaves Object.prototype unchanged', () => {
     const before = Object.getOwnPropertyNames(Object.prototype).sort();
     const protoBefore = Object.getPrototypeOf(Object.prototype) as unknown;
     const cookies = parseCookie('__proto__=x; constructor=y; hasOwnProperty=z');
-    assert.equal(Object.getPrototypeOf(cookies), null);
-    assert.deepStrictEqual(Object.keys(cookies), ['__proto__', 'constructor', 'hasOwnProperty']);
-    assert.ok(Object.hasOwn(cookies, '__proto__'));
-    assert.equal(cookies['__proto__'], 'x');
-    assert.equal(cookies['constructor'], 'y');
-    assert.equal(cookies['hasOwnProperty'], 'z');
-    assert.deepStrictEqual(Object.getOwnPropertyNames(Object.prototype).sort(), before);
-    assert.equal(Object.getPrototypeOf(Object.prototype), protoBefore);
+    assert.equal(Object.getPrototypeOf(cookies), null, 'the record holding prototype names has no prototype');
+    assert.deepStrictEqual(Object.keys(cookies), ['__proto__', 'constructor', 'hasOwnProperty'], 'every prototype name is an own key, in header order');
+    assert.ok(Object.hasOwn(cookies, '__proto__'), '__proto__ is an own key, not the prototype');
+    assert.equal(cookies['__proto__'], 'x', '__proto__ holds its cookie value');
+    assert.equal(cookies['constructor'], 'y', 'constructor holds its cookie value');
+    assert.equal(cookies['hasOwnProperty'], 'z', 'hasOwnProperty holds its cookie value');
+    assert.deepStrictEqual(Object.getOwnPropertyNames(Object.prototype).sort(), before, 'Object.prototype gained or lost no property');
+    assert.equal(Object.getPrototypeOf(Object.prototype), protoBefore, "Object.prototype's own prototype is unchanged");
     const plain: Record<string, unknown> = {};
-    assert.equal(plain['x'], undefined);
-    assert.equal(typeof plain['hasOwnProperty'], 'function');
+    assert.equal(plain['x'], undefined, 'a plain object did not inherit a cookie');
+    assert.equal(typeof plain['hasOwnProperty'], 'function', 'a plain object still inherits hasOwnProperty');
   });
 
   const nonStrings: readonly unknown[] = [undefined, null, 42, true, {}, [], ['a=1'], Symbol('a=1'), () => 'a=1', new String('a=1')];
   for (const input of nonStrings) {
     it(`returns an empty record for non-string input: ${typeof input}`, () => {
       const cookies = parseCookie(input as string);
-      assert.deepStrictEqual(cookies, rec());
+      assert.deepStrictEqual(cookies, rec(), `${typeof input} input gives an empty record`);
     });
   }
 
@@ -146,22 +146,22 @@ describe('parseCookie', () => {
     it(`examines at most MAX_COOKIE_PAIRS (${MAX_COOKIE_PAIRS}) pairs`, () => {
       const header = Array.from({ length: MAX_COOKIE_PAIRS + 10 }, (_, i) => `c${i}=${i}`).join('; ');
       const cookies = parseCookie(header);
-      assert.equal(Object.keys(cookies).length, MAX_COOKIE_PAIRS);
-      assert.equal(cookies[`c${MAX_COOKIE_PAIRS - 1}`], String(MAX_COOKIE_PAIRS - 1));
-      assert.equal(cookies[`c${MAX_COOKIE_PAIRS}`], undefined);
+      assert.equal(Object.keys(cookies).length, MAX_COOKIE_PAIRS, 'the cookies stop at MAX_COOKIE_PAIRS');
+      assert.equal(cookies[`c${MAX_COOKIE_PAIRS - 1}`], String(MAX_COOKIE_PAIRS - 1), 'the last pair within the bound is kept');
+      assert.equal(cookies[`c${MAX_COOKIE_PAIRS}`], undefined, 'the first pair past the bound is dropped');
     });
 
     it('counts pairs with an empty name', () => {
-      assert.deepStrictEqual(parseCookie(`${'=x; '.repeat(MAX_COOKIE_PAIRS - 1)}a=1`), rec([['a', '1']]));
-      assert.deepStrictEqual(parseCookie(`${'=x; '.repeat(MAX_COOKIE_PAIRS)}a=1`), rec());
+      assert.deepStrictEqual(parseCookie(`${'=x; '.repeat(MAX_COOKIE_PAIRS - 1)}a=1`), rec([['a', '1']]), 'a pair with an empty name counts: the last pair within the bound is kept');
+      assert.deepStrictEqual(parseCookie(`${'=x; '.repeat(MAX_COOKIE_PAIRS)}a=1`), rec(), 'a pair with an empty name counts: the pair past the bound is dropped');
     });
 
     it('counts duplicates', () => {
-      assert.deepStrictEqual(parseCookie(`${'a=1; '.repeat(MAX_COOKIE_PAIRS)}b=2`), rec([['a', '1']]));
+      assert.deepStrictEqual(parseCookie(`${'a=1; '.repeat(MAX_COOKIE_PAIRS)}b=2`), rec([['a', '1']]), 'duplicates count toward the bound');
     });
 
     it('does not count segments without =', () => {
-      assert.deepStrictEqual(parseCookie(`${'flag; '.repeat(MAX_COOKIE_PAIRS * 5)}a=1`), rec([['a', '1']]));
+      assert.deepStrictEqual(parseCookie(`${'flag; '.repeat(MAX_COOKIE_PAIRS * 5)}a=1`), rec([['a', '1']]), 'segments without = are not pairs and do not count');
     });
   });
 
@@ -190,15 +190,15 @@ describe('parseCookie', () => {
     ];
     for (const [title, header, entries] of cases) {
       it(`parses ${title} without throwing`, () => {
-        assert.deepStrictEqual(parseCookie(header), rec(entries));
+        assert.deepStrictEqual(parseCookie(header), rec(entries), `${title}: the 16 KiB header parses to its cookies`);
       });
     }
 
     it('keeps only the first MAX_COOKIE_PAIRS distinct names', () => {
       const header = Array.from({ length: 3000 }, (_, i) => `k${i}=v`).join(';');
-      assert.ok(header.length >= N);
+      assert.ok(header.length >= N, 'the header is at least 16 KiB');
       const cookies = parseCookie(header);
-      assert.equal(Object.keys(cookies).length, MAX_COOKIE_PAIRS);
+      assert.equal(Object.keys(cookies).length, MAX_COOKIE_PAIRS, '3 000 distinct names yield MAX_COOKIE_PAIRS cookies');
     });
 
     it('agrees with a reference parser on 5000 random headers up to 16 KiB', () => {
@@ -209,7 +209,7 @@ describe('parseCookie', () => {
         let header = '';
         while (header.length < length) header += pick(rand, alphabet);
         const cookies = parseCookie(header);
-        assert.equal(Object.getPrototypeOf(cookies), null);
+        assert.equal(Object.getPrototypeOf(cookies), null, `random header #${i} parses to a record without a prototype`);
         assert.deepStrictEqual(cookies, referenceParse(header), `header ${JSON.stringify(header)}`);
       }
     });
@@ -286,21 +286,21 @@ describe('serializeCookie', () => {
 
   for (const [title, name, value, options, expected] of cases) {
     it(`serializes ${title}`, () => {
-      assert.equal(options === undefined ? serializeCookie(name, value) : serializeCookie(name, value, options), expected);
+      assert.equal(options === undefined ? serializeCookie(name, value) : serializeCookie(name, value, options), expected, `${title} serializes to ${expected.slice(0, 80)}`);
     });
   }
 
   it('accepts a name and value of 4096 bytes together', () => {
-    assert.equal(serializeCookie('n', 'v'.repeat(MAX_COOKIE_NAME_VALUE_BYTES - 1)), `n=${'v'.repeat(MAX_COOKIE_NAME_VALUE_BYTES - 1)}`);
+    assert.equal(serializeCookie('n', 'v'.repeat(MAX_COOKIE_NAME_VALUE_BYTES - 1)), `n=${'v'.repeat(MAX_COOKIE_NAME_VALUE_BYTES - 1)}`, 'a name and value of 4096 bytes together are within the limit');
   });
 
-  /** Asserts that `fn` throws a TypeError whose message matches `message`. */
-  function throwsTypeError(fn: () => unknown, message: RegExp): void {
+  /** Asserts that `fn` throws a TypeError whose message matches `message`; `what` names the case. */
+  function throwsTypeError(fn: () => unknown, message: RegExp, what: string): void {
     assert.throws(fn, (err: unknown) => {
       assert.ok(err instanceof TypeError, `expected a TypeError, got ${String(err)}`);
-      assert.match(err.message, message);
+      assert.match(err.message, message, `${what}: the error says what is invalid`);
       return true;
-    });
+    }, `${what} is refused with a TypeError`);
   }
 
   const bad = (name: string, value: string, options?: CookieOptions) => () => serializeCookie(name, value, options);
@@ -404,19 +404,19 @@ describe('serializeCookie', () => {
 
   for (const [title, fn, message] of rejections) {
     it(`rejects ${title}`, () => {
-      throwsTypeError(fn, message);
+      throwsTypeError(fn, message, title);
     });
   }
 
   it('never shows the value in an error message', () => {
     for (const fn of [bad('n', 'top-secret\uD800'), bad('n', 'top-secret;x', { encode: (v) => v }), bad('n', `top-secret${'v'.repeat(5000)}`)]) {
-      assert.throws(fn, (err: unknown) => err instanceof TypeError && !err.message.includes('top-secret'));
+      assert.throws(fn, (err: unknown) => err instanceof TypeError && !err.message.includes('top-secret'), 'the refusal of a value never quotes the value');
     }
   });
 
   it('lets an error thrown by a custom encode through', () => {
     const boom = new Error('boom');
-    assert.throws(bad('n', 'v', { encode: () => { throw boom; } }), (err: unknown) => err === boom);
+    assert.throws(bad('n', 'v', { encode: () => { throw boom; } }), (err: unknown) => err === boom, "an encode function's own error reaches the caller unchanged");
   });
 });
 
@@ -462,18 +462,18 @@ describe('parseCookie(serializeCookie(n, v))', () => {
       assert.match(header, /^[\x21-\x7e]*$/, 'a bare pair is printable ASCII without spaces');
       assert.equal(parseCookie(header)[name], value, `${JSON.stringify(name)} = ${JSON.stringify(value)}`);
       const full = serializeCookie(name, value, attributes);
-      assert.ok(full.startsWith(`${header}; `));
+      assert.ok(full.startsWith(`${header}; `), `${JSON.stringify(name)}: the attributes follow the bare pair`);
       assert.match(full, /^[\x20-\x7e]*$/, 'no control characters');
-      assert.equal(parseCookie(full)[name], value);
-      assert.equal(parseCookie(`other=1; ${header}; ${name}=shadowed`)[name], name === 'other' ? '1' : value);
+      assert.equal(parseCookie(full)[name], value, `${JSON.stringify(name)} = ${JSON.stringify(value)} round-trips with attributes`);
+      assert.equal(parseCookie(`other=1; ${header}; ${name}=shadowed`)[name], name === 'other' ? '1' : value, `${JSON.stringify(name)}: the first of duplicate names wins, after another cookie`);
     }
   });
 
   it('round-trips names that look like prototype members', () => {
     for (const name of ['__proto__', 'constructor', 'hasOwnProperty', 'toString', 'valueOf']) {
       const cookies = parseCookie(serializeCookie(name, 'v; "x" %'));
-      assert.equal(cookies[name], 'v; "x" %');
-      assert.ok(Object.hasOwn(cookies, name));
+      assert.equal(cookies[name], 'v; "x" %', `a cookie named ${name} round-trips with separators and quotes in its value`);
+      assert.ok(Object.hasOwn(cookies, name), `${name} is an own key`);
     }
   });
 
@@ -486,7 +486,7 @@ describe('parseCookie(serializeCookie(n, v))', () => {
       // Split at a code point boundary so the inserted unit stays alone.
       const cut = at > 0 && at < value.length && /[\uDC00-\uDFFF]/.test(value.charAt(at)) ? at + 1 : at;
       const broken = value.slice(0, cut) + lone + (/[\uDC00-\uDFFF]/.test(lone) ? '' : 'x') + value.slice(cut);
-      assert.throws(() => serializeCookie('n', broken), (err: unknown) => err instanceof TypeError && /lone surrogate/.test(err.message));
+      assert.throws(() => serializeCookie('n', broken), (err: unknown) => err instanceof TypeError && /lone surrogate/.test(err.message), `a value with a lone surrogate (#${i}) is refused with a TypeError`);
     }
   });
 });

@@ -1,73 +1,43 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
+import { type Child, startChild } from './child.js';
 import { Jar } from './helpers.js';
 
-const ROOT = join(import.meta.dirname, '..');
-
 /** Starts an example on a free port and resolves once it printed its address. */
-export async function startExample(file: string, env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, file)], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out);
-      if (m !== null) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`${file} exited with ${code} before listening: ${out}`)));
-  });
-  return { child, port };
+async function startExample(t: TestContext, file: string): Promise<{ child: Child; port: number }> {
+  const child = startChild(file, { t, env: { PORT: '0' } });
+  const [, port] = await child.line(/listening on http:\/\/[^:]+:(\d+)/);
+  return { child, port: Number(port) };
 }
 
 /** Sends SIGTERM and resolves to the exit code. */
-export async function stopExample(child: ChildProcess): Promise<number | null> {
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const [code] = (await exited) as [number | null];
-  return code;
+async function stopExample(child: Child): Promise<number | null> {
+  return (await child.stop('SIGTERM')).code;
 }
 
 describe('examples/memory.ts', () => {
-  it('takes an empty PORT to mean 8199, not a random port', { timeout: 20_000 }, async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'examples/memory.ts')], { cwd: ROOT, env: { ...process.env, PORT: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+  it('takes an empty PORT to mean 8199, not a random port', { timeout: 20_000 }, async (t) => {
+    const child = startChild('examples/memory.ts', { t, env: { PORT: '' } });
     // Listening on 8199, or (when something else holds it) refusing 8199 by name: either way 8199.
-    const exited = once(child, 'exit');
-    await new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (/listening on http:\/\/\S+:\d+|could not listen/.test(out)) resolve();
-      };
-      child.stdout?.on('data', check);
-      child.stderr?.on('data', check);
-      void exited.then(() => resolve());
-    });
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-    assert.match(out, /listening on http:\/\/localhost:8199 |could not listen on port 8199 /, `the example used port 8199: ${out}`);
+    // (An exit without either line is caught by the assertion below, which shows the output.)
+    await child.line(/listening on http:\/\/\S+:\d+|could not listen/, 'output').catch(() => undefined);
+    await child.stop('SIGTERM');
+    assert.match(child.output, /listening on http:\/\/localhost:8199 |could not listen on port 8199 /, `the example used port 8199: ${child.output}`);
   });
 
-  it('walks the seed: set, get, restart, the session is gone', async () => {
+  it('walks the seed: set, get, restart, the session is gone', async (t) => {
     const jar = new Jar();
-    let { child, port } = await startExample('examples/memory.ts');
+    let { child, port } = await startExample(t, 'examples/memory.ts');
     try {
-      assert.equal((await jar.send(port, '/set')).body, 'ok');
+      assert.equal((await jar.send(port, '/set')).body, 'ok', '/set answers ok');
       const got = await jar.send(port, '/get');
-      assert.match(got.body, /^\{"time":\d+\}$/);
-      assert.equal(await stopExample(child), 0);
-      ({ child, port } = await startExample('examples/memory.ts'));
-      assert.equal((await jar.send(port, '/get')).body, '{}');
-      assert.equal((await jar.send(port, '/del')).body, 'ok');
+      assert.match(got.body, /^\{"time":\d+\}$/, '/get shows the time /set stored');
+      assert.equal(await stopExample(child), 0, 'the example exits with 0 on SIGTERM');
+      ({ child, port } = await startExample(t, 'examples/memory.ts'));
+      assert.equal((await jar.send(port, '/get')).body, '{}', 'after a restart the memory session is gone');
+      assert.equal((await jar.send(port, '/del')).body, 'ok', '/del answers ok');
     } finally {
-      assert.equal(await stopExample(child), 0);
+      assert.equal(await stopExample(child), 0, 'the restarted example exits with 0 on SIGTERM');
     }
   });
 });

@@ -400,3 +400,92 @@ export async function waitFor(check: () => boolean, turns = 10_000): Promise<voi
   }
   throw new Error('waitFor: the condition never became true');
 }
+
+/** The methods a {@link FailingStorage} can make fail. */
+export type FailableMethod = 'get' | 'set' | 'patch' | 'touch' | 'remove' | 'close';
+
+/** The optional methods of a storage, which a {@link FailingStorage} shows or hides. */
+export type OptionalMethod = 'patch' | 'configure' | 'close';
+
+/** What a failing call rejects with: an error, or a function that makes one for each call (`id` is undefined for `close`). */
+export type Failure = Error | ((method: FailableMethod, id: string | undefined) => unknown);
+
+/** Options of {@link FailingStorage}. */
+export interface FailingStorageOptions {
+  /**
+   * Which of the inner storage's optional methods (`patch`, `configure`, `close`) it shows, where
+   * the inner one has them: `true` (the default) all, `false` none (a user's minimal storage, so
+   * the server uses its own read-merge-write and checks sizes itself), or a list.
+   */
+  optional?: boolean | readonly OptionalMethod[];
+}
+
+/**
+ * A storage that fails on demand, for tests of what the server does when its backend breaks.
+ * It wraps another storage; after `fail(method, error)` each call of that method rejects (with
+ * `error`, or an `EIO` error naming the method by default) without reaching the inner storage,
+ * until `heal(method)`. `fail('all')` and `heal()` act on every method.
+ *
+ * @example
+ * ```ts
+ * const storage = new FailingStorage(new MemoryStorage(), { optional: false });
+ * storage.fail('get', (method, id) => new Error(`backend lost ${id}`)).fail('set');
+ * // … requests answer 503 …
+ * storage.heal();
+ * ```
+ */
+export class FailingStorage implements Storage {
+  readonly inner: Storage;
+  /** The calls that failed, in order. */
+  readonly failed: { method: FailableMethod; id: string | undefined }[] = [];
+  readonly patch?: NonNullable<Storage['patch']>;
+  readonly configure?: NonNullable<Storage['configure']>;
+  readonly close?: NonNullable<Storage['close']>;
+  readonly #failing = new Map<FailableMethod, Failure>();
+
+  constructor(inner: Storage, { optional = true }: FailingStorageOptions = {}) {
+    this.inner = inner;
+    const shown = (method: OptionalMethod): boolean => (Array.isArray(optional) ? optional.includes(method) : optional === true);
+    const { patch, configure, close } = inner;
+    if (patch !== undefined && shown('patch')) {
+      this.patch = (id, changes, ttlMs) => this.#call('patch', id, () => patch.call(inner, id, changes, ttlMs));
+    }
+    if (configure !== undefined && shown('configure')) this.configure = (settings) => configure.call(inner, settings);
+    if (close !== undefined && shown('close')) this.close = () => this.#call('close', undefined, () => close.call(inner));
+  }
+
+  /** From now on, calls of `method` (every method for `'all'`) reject with `error`. */
+  fail(method: FailableMethod | 'all', error?: Failure): this {
+    const failure: Failure = error ?? ((m) => Object.assign(new Error(`EIO: ${m} failed (FailingStorage)`), { code: 'EIO' }));
+    const methods: readonly FailableMethod[] = method === 'all' ? ['get', 'set', 'patch', 'touch', 'remove', 'close'] : [method];
+    for (const m of methods) this.#failing.set(m, failure);
+    return this;
+  }
+
+  /** From now on, calls of `method` (every method when omitted or `'all'`) reach the inner storage again. */
+  heal(method: FailableMethod | 'all' = 'all'): this {
+    if (method === 'all') this.#failing.clear();
+    else this.#failing.delete(method);
+    return this;
+  }
+
+  get(id: string): Promise<SessionData | undefined> {
+    return this.#call('get', id, () => this.inner.get(id));
+  }
+  set(id: string, data: SessionData, ttlMs: number): Promise<void> {
+    return this.#call('set', id, () => this.inner.set(id, data, ttlMs));
+  }
+  touch(id: string, ttlMs: number): Promise<boolean | void> {
+    return this.#call('touch', id, () => this.inner.touch(id, ttlMs));
+  }
+  remove(id: string): Promise<void> {
+    return this.#call('remove', id, () => this.inner.remove(id));
+  }
+
+  #call<T>(method: FailableMethod, id: string | undefined, pass: () => Promise<T>): Promise<T> {
+    if (!this.#failing.has(method)) return pass();
+    const failure = this.#failing.get(method);
+    this.failed.push({ method, id });
+    return Promise.reject(typeof failure === 'function' ? failure(method, id) : failure);
+  }
+}

@@ -45,10 +45,10 @@ describe('hostile cookie headers', () => {
     for (let i = 0; i < 5000; i++) {
       const header = i % 2 === 0 ? randomBytesString(rand, 2048) : randomString(rand, 2048);
       const out = parseCookie(header);
-      assert.equal(Object.getPrototypeOf(out), null);
-      for (const v of Object.values(out)) assert.equal(typeof v, 'string');
+      assert.equal(Object.getPrototypeOf(out), null, `the cookies of generated header #${i} sit in an object without a prototype`);
+      for (const v of Object.values(out)) assert.equal(typeof v, 'string', `every cookie value of generated header #${i} is a string`);
     }
-    assert.equal(({} as Record<string, unknown>)['a'], undefined);
+    assert.equal(({} as Record<string, unknown>)['a'], undefined, 'no generated header polluted Object.prototype');
   });
 
   it('stay linear: 10x the input costs about 10x the time, not 100x', () => {
@@ -66,7 +66,7 @@ describe('hostile cookie headers', () => {
 
   it('stop after a bounded number of pairs', () => {
     const header = Array.from({ length: 100_000 }, (_, i) => `k${i}=v`).join('; ');
-    assert.ok(Object.keys(parseCookie(header)).length <= 200);
+    assert.ok(Object.keys(parseCookie(header)).length <= 200, 'a header of 100 000 pairs yields at most 200 cookies');
   });
 });
 
@@ -96,15 +96,15 @@ describe('hostile ids', () => {
         ids.slice(i, i + 100).map(async (id) => {
           const safe = encodeURIComponent(id);
           const a = await send(s.port, '/get', { agent, headers: { cookie: `sid=${safe}` } });
-          assert.equal(a.body, '{}');
+          assert.equal(a.body, '{}', `the hostile cookie id ${JSON.stringify(id.slice(0, 60))} gets an empty session`);
         }),
       );
     }
     for (const id of corpus.filter((c) => !/[\r\n\0]/.test(c) && c.length < 8000)) {
       const b = await send(s.port, '/get', { agent, headers: { sid: id } });
-      assert.equal(b.body, '{}');
+      assert.equal(b.body, '{}', `an id sent in a header named sid, ${JSON.stringify(id.slice(0, 60))}, is ignored`);
     }
-    assert.deepEqual(spy.calls, []);
+    assert.deepEqual(spy.calls, [], 'no hostile id reached the storage, not even for a read');
   });
 });
 
@@ -123,7 +123,7 @@ describe('hostile paths', () => {
       const m = r.find('GET', path);
       assert.ok(m.kind === 'found' || m.kind === 'none' || m.kind === 'method' || m.kind === 'bad', `${JSON.stringify(path)} gave ${m.kind}`);
     }
-    assert.equal(r.find('GET', `/${'a/'.repeat(20_000)}`).kind, 'none');
+    assert.equal(r.find('GET', `/${'a/'.repeat(20_000)}`).kind, 'none', 'a path of 20 000 segments matches no route');
   });
 
   it('answer every odd path over HTTP and keep serving', async (t) => {
@@ -135,8 +135,8 @@ describe('hostile paths', () => {
       const out = await send(s.port, path);
       assert.ok(out.status === 200 || out.status === 400 || out.status === 404, `${path}: ${out.status}`);
     }
-    assert.equal((await send(s.port, '/files/a%2Fb')).body, 'a/b');
-    assert.equal((await send(s.port, '/ok')).body, 'ok');
+    assert.equal((await send(s.port, '/files/a%2Fb')).body, 'a/b', 'an escaped slash in the rest of a path is decoded into it');
+    assert.equal((await send(s.port, '/ok')).body, 'ok', 'the server still serves after the odd paths');
   });
 });
 
@@ -167,14 +167,14 @@ describe('hostile session data', () => {
       });
     });
     const proto = await send(s.port, '/put', { method: 'POST', body: '{"__proto__":{"admin":true},"constructor":{"prototype":{"admin":true}}}' });
-    assert.equal(proto.body, 'undefined,undefined');
-    assert.equal((await send(s.port, '/deep?depth=50', { method: 'POST' })).body, 'stored');
+    assert.equal(proto.body, 'undefined,undefined', '__proto__ and constructor keys set no inherited admin, on the session or on Object.prototype');
+    assert.equal((await send(s.port, '/deep?depth=50', { method: 'POST' })).body, 'stored', 'a value 50 levels deep is stored');
     const deep = await send(s.port, '/deep?depth=5000', { method: 'POST' });
-    assert.equal(deep.status, 400);
-    assert.match(deep.body, /deeper than 100/);
-    assert.equal((await send(s.port, '/big?n=1000', { method: 'POST' })).status, 200);
+    assert.equal(deep.status, 400, 'a value 5 000 levels deep is refused, and the handler turns that into a 400');
+    assert.match(deep.body, /deeper than 100/, 'the refusal names the depth limit');
+    assert.equal((await send(s.port, '/big?n=1000', { method: 'POST' })).status, 200, 'a 1 000-byte value fits under sessionMaxSize');
     const big = await send(s.port, '/big?n=100000', { method: 'POST' });
-    assert.equal(big.status, 500);
-    assert.match(String(errors.at(-1)), /over the sessionMaxSize of 65536 bytes/);
+    assert.equal(big.status, 500, 'a session over sessionMaxSize fails the request with 500');
+    assert.match(String(errors.at(-1)), /over the sessionMaxSize of 65536 bytes/, 'the error says the session is over sessionMaxSize, with the limit');
   });
 });

@@ -8,8 +8,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import { FileStorage, Server, type SessionData, type Storage } from '../lib/index.js';
-import { Jar, send, tempDir } from './helpers.js';
+import { FileStorage, Server } from '../lib/index.js';
+import { FailingStorage, Jar, send, tempDir } from './helpers.js';
 
 describe('nothing leaks', () => {
   it('logs no issued id over create, regenerate, destroy, a corrupt file and a disk error', async (t) => {
@@ -19,15 +19,8 @@ describe('nothing leaks', () => {
       captured.push(typeof m === 'string' ? m : inspect(m, { depth: 5 }));
     };
     const files = new FileStorage({ path: join(dir, 's'), onError: capture });
-    let failing = false;
-    // A backend whose own error messages carry the id, as a careless driver's might.
-    const storage: Storage = {
-      get: (id: string) => (failing ? Promise.reject(new Error(`backend lost ${id}`)) : files.get(id)),
-      set: (id: string, data: SessionData, ttl: number) => (failing ? Promise.reject(Object.assign(new Error(`EIO writing ${id}`), { code: 'EIO' })) : files.set(id, data, ttl)),
-      touch: (id: string, ttl: number) => files.touch(id, ttl),
-      remove: (id: string) => files.remove(id),
-      close: () => files.close(),
-    };
+    // A backend whose own error messages carry the id, as a careless driver's might (it shows only close of the optional methods).
+    const storage = new FailingStorage(files, { optional: ['close'] });
     const logger = { info: capture, warn: capture, error: capture };
     // The default error hook (the error and its first stack lines, through the logger) is under test here.
     const s = new Server({ sessionStorage: storage, logger, cookieSecure: true });
@@ -70,15 +63,17 @@ describe('nothing leaks', () => {
     const freshHash = hash;
     mkdirSync(join(dir, 's2', freshHash.slice(0, 2)), { recursive: true, mode: 0o700 });
     writeFileSync(join(dir, 's2', freshHash.slice(0, 2), freshHash), 'BS1 garbage{{{');
-    assert.equal(await fresh.get(id), undefined);
+    assert.equal(await fresh.get(id), undefined, 'a corrupt record reads as no session');
     await fresh.close();
     // A failing disk, on write and on read.
-    failing = true;
-    assert.equal((await jar.send(s.port, '/set')).status, 503);
-    assert.equal((await send(s.port, '/set', { headers: { cookie: `sid=${id}` } })).status, 503);
-    failing = false;
-    assert.ok(ids.size >= 3);
-    assert.ok(captured.length >= 4, captured.join('\n'));
+    storage
+      .fail('get', (_, id) => new Error(`backend lost ${id}`))
+      .fail('set', (_, id) => Object.assign(new Error(`EIO writing ${id}`), { code: 'EIO' }));
+    assert.equal((await jar.send(s.port, '/set')).status, 503, 'a failing write answers 503');
+    assert.equal((await send(s.port, '/set', { headers: { cookie: `sid=${id}` } })).status, 503, 'a failing read answers 503');
+    storage.heal();
+    assert.ok(ids.size >= 3, 'the run issued at least three ids to look for');
+    assert.ok(captured.length >= 4, `the run logged at least four lines to search: ${captured.join('\n')}`);
     for (const text of captured) {
       for (const issued of ids) assert.ok(!text.includes(issued), `an id leaked into: ${text}`);
       assert.ok(!text.includes('hunter2'), `session data leaked into: ${text}`);

@@ -22,11 +22,11 @@ describe('HTTP limits', () => {
       send(s.port, '/echo', { method: 'POST', body: 'small' }),
       ...Array.from({ length: 20 }, () => send(s.port, '/ok')),
     ]);
-    assert.equal(results[0]?.status, 431);
-    assert.equal(results[1]?.status, 413);
-    assert.equal(results[1]?.body, 'Payload Too Large');
-    assert.equal(results[2]?.body, 'small');
-    for (const r of results.slice(3)) assert.equal(r.body, 'ok');
+    assert.equal(results[0]?.status, 431, 'the 17 KiB header block is refused with 431');
+    assert.equal(results[1]?.status, 413, 'the 4 KiB body over the 1 KiB bodyLimit is refused with 413');
+    assert.equal(results[1]?.body, 'Payload Too Large', 'the 413 carries only its status text');
+    assert.equal(results[2]?.body, 'small', 'the small body sent alongside is echoed whole');
+    for (const r of results.slice(3)) assert.equal(r.body, 'ok', 'a plain request sent alongside the oversized ones is served');
   });
 
   it('cuts a chunked body that grows past the limit without reading the rest', async (t) => {
@@ -41,7 +41,7 @@ describe('HTTP limits', () => {
     socket.write('POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
     for (let i = 0; i < 4; i++) socket.write(`400\r\n${'z'.repeat(1024)}\r\n`);
     await closed;
-    assert.match(answer, /^HTTP\/1\.1 413 /);
-    assert.match(answer, /connection: close/i);
+    assert.match(answer, /^HTTP\/1\.1 413 /, 'the chunked body past the limit is answered 413');
+    assert.match(answer, /connection: close/i, 'the 413 closes the connection instead of reading the rest');
   });
 });

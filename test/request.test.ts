@@ -35,17 +35,17 @@ describe('Request over HTTP', () => {
       query: [['x', '1'], ['y', 'two words'], ['x', '3']],
       sameQuery: true,
       raw: '/info/42?x=1&y=two%20words&x=3',
-    });
+    }, 'method, path, url and query as the handler saw them, with the raw target kept');
     const bare = JSON.parse((await send(s.port, '/info/1')).body) as { path: string; query: unknown[] };
-    assert.equal(bare.path, '/info/1');
-    assert.deepEqual(bare.query, []);
+    assert.equal(bare.path, '/info/1', 'the path of a request without a query');
+    assert.deepEqual(bare.query, [], 'no query gives an empty query');
   });
 
   it('builds url on localhost when the Host header is not a host', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
       s.get('/u', (r) => r.response.write(r.url.href));
     });
-    assert.equal((await send(s.port, '/u?a=1', { headers: { host: 'bad host' } })).body, 'http://localhost/u?a=1');
+    assert.equal((await send(s.port, '/u?a=1', { headers: { host: 'bad host' } })).body, 'http://localhost/u?a=1', 'a Host header that is not a host gives a url on localhost');
   });
 
   it('gives route parameters in a null-prototype record, percent-decoded', async (t) => {
@@ -59,8 +59,8 @@ describe('Request over HTTP', () => {
       proto: true,
       params: { constructor: 'a', name: 'b/c d' },
       toString: null,
-    });
-    assert.deepEqual(JSON.parse((await send(s.port, '/none')).body), { proto: true, keys: [] });
+    }, 'parameters are decoded, in a record without a prototype, where constructor is a plain key and toString absent');
+    assert.deepEqual(JSON.parse((await send(s.port, '/none')).body), { proto: true, keys: [] }, 'a route without parameters gives an empty record without a prototype');
   });
 
   it('reads headers case-insensitively, joining repeated ones, and only real headers', async (t) => {
@@ -90,7 +90,7 @@ describe('Request over HTTP', () => {
       dup: 'one, two',
       ctor: 'undefined',
       proto: 'undefined',
-    });
+    }, 'headers read in any case, repeated ones joined, prototype names not headers');
   });
 
   it('looks up get() in the route parameter, then the query, then a body read by json()', async (t) => {
@@ -110,7 +110,7 @@ describe('Request over HTTP', () => {
     assert.deepEqual(JSON.parse(reply.body), {
       before: ['param', 'query', null],
       after: ['param', 'query', 'body', { nested: [1] }, null, null],
-    });
+    }, 'get() prefers the parameter, then the query, and sees the JSON body only once it was read');
   });
 
   it('looks up get() in a body read by form(), and not in a JSON array', async (t) => {
@@ -125,9 +125,9 @@ describe('Request over HTTP', () => {
       });
     });
     const form = await send(s.port, '/form?b=query', { method: 'POST', body: 'a=1&a=2&b=body' });
-    assert.deepEqual(JSON.parse(form.body), { a: '1', b: 'query', all: ['1', '2'], missing: null });
+    assert.deepEqual(JSON.parse(form.body), { a: '1', b: 'query', all: ['1', '2'], missing: null }, 'get() finds a form field, after the query, and form() keeps repeated fields');
     const array = await send(s.port, '/array', { method: 'POST', body: '["x"]' });
-    assert.deepEqual(JSON.parse(array.body), { value: ['x'], zero: null });
+    assert.deepEqual(JSON.parse(array.body), { value: ['x'], zero: null }, 'get() does not index into a JSON array body');
   });
 
   it('reads the body as text, JSON or a form, and the same body twice', async (t) => {
@@ -142,14 +142,14 @@ describe('Request over HTTP', () => {
       s.get('/empty', async (r) => r.response.writeJson({ text: await r.text() }));
     });
     const unicode = 'héllo wörld ✓';
-    assert.equal((await send(s.port, '/text', { method: 'POST', body: Buffer.from(unicode) })).body, unicode);
-    assert.equal((await send(s.port, '/json', { method: 'POST', body: '{"a":[1,null,"x"]}' })).body, '{"got":{"a":[1,null,"x"]}}');
-    assert.equal((await send(s.port, '/json', { method: 'POST', body: '7' })).body, '{"got":7}');
-    assert.equal((await send(s.port, '/form', { method: 'POST', body: 'a=1&b=two+words&c=%26' })).body, '{"a":"1","b":"two words","c":"&"}');
-    assert.equal((await send(s.port, '/empty')).body, '{"text":""}');
+    assert.equal((await send(s.port, '/text', { method: 'POST', body: Buffer.from(unicode) })).body, unicode, 'a UTF-8 body reads back as the same text, twice');
+    assert.equal((await send(s.port, '/json', { method: 'POST', body: '{"a":[1,null,"x"]}' })).body, '{"got":{"a":[1,null,"x"]}}', 'a JSON object body is parsed');
+    assert.equal((await send(s.port, '/json', { method: 'POST', body: '7' })).body, '{"got":7}', 'a JSON body that is a bare number is parsed');
+    assert.equal((await send(s.port, '/form', { method: 'POST', body: 'a=1&b=two+words&c=%26' })).body, '{"a":"1","b":"two words","c":"&"}', 'a form body is decoded, + as a space');
+    assert.equal((await send(s.port, '/empty')).body, '{"text":""}', 'a request without a body reads as empty text');
     // A body in many chunks is put back together.
     const big = 'x'.repeat(200_000);
-    assert.equal((await send(s.port, '/text', { method: 'POST', body: big })).body.length, big.length);
+    assert.equal((await send(s.port, '/text', { method: 'POST', body: big })).body.length, big.length, 'a 200 KB body in many chunks is read whole');
   });
 
   it('answers 400 with a safe message to malformed JSON, without reporting it', async (t) => {
@@ -159,18 +159,18 @@ describe('Request over HTTP', () => {
     });
     for (const body of ['{"a":', "{'a':1}", '', 'undefined']) {
       const reply = await send(s.port, '/json', { method: 'POST', body });
-      assert.equal(reply.status, 400, body);
-      assert.equal(reply.body, 'Bad Request: the body is not valid JSON');
-      assert.doesNotMatch(reply.body, /Unexpected|position|token/);
+      assert.equal(reply.status, 400, `the malformed JSON ${JSON.stringify(body)} is answered 400`);
+      assert.equal(reply.body, 'Bad Request: the body is not valid JSON', `the malformed JSON ${JSON.stringify(body)} gets the fixed 400 message`);
+      assert.doesNotMatch(reply.body, /Unexpected|position|token/, `the 400 for ${JSON.stringify(body)} does not show the parser's message`);
     }
-    assert.deepEqual(errors, []);
+    assert.deepEqual(errors, [], 'a client sending bad JSON is not reported as a server error');
   });
 
   it('accepts a body of exactly bodyLimit bytes', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage(), bodyLimit: 10 }, (s) => {
       s.post('/echo', async (r) => r.response.write(await r.text()));
     });
-    assert.equal((await send(s.port, '/echo', { method: 'POST', body: '0123456789' })).body, '0123456789');
+    assert.equal((await send(s.port, '/echo', { method: 'POST', body: '0123456789' })).body, '0123456789', 'a body of exactly bodyLimit bytes is accepted');
   });
 
   it('answers 413 to a Content-Length over bodyLimit and closes the connection', async (t) => {
@@ -183,14 +183,14 @@ describe('Request over HTTP', () => {
       });
     });
     const reply = await send(s.port, '/echo', { method: 'POST', body: 'x'.repeat(11) });
-    assert.equal(reply.status, 413);
-    assert.equal(reply.body, 'Payload Too Large');
-    assert.equal(reply.headers['connection'], 'close');
+    assert.equal(reply.status, 413, 'a Content-Length over bodyLimit is refused with 413');
+    assert.equal(reply.body, 'Payload Too Large', 'the 413 carries only its status text');
+    assert.equal(reply.headers['connection'], 'close', 'the 413 closes the connection');
     // On a keep-alive connection (HTTP/1.1's default), the server still closes it.
     const raw = await rawRequest(s.port, `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n${'y'.repeat(100)}`);
-    assert.match(raw.text, /^HTTP\/1\.1 413 /);
-    assert.match(raw.text, /\r\nConnection: close\r\n/i);
-    assert.equal(reached, 0);
+    assert.match(raw.text, /^HTTP\/1\.1 413 /, 'a keep-alive request over the limit is refused with 413 too');
+    assert.match(raw.text, /\r\nConnection: close\r\n/i, 'the 413 closes even a keep-alive connection');
+    assert.equal(reached, 0, 'the handler never ran for a body over the limit');
   });
 
   it('answers 413 to a chunked body that grows over bodyLimit and closes the connection', async (t) => {
@@ -206,11 +206,11 @@ describe('Request over HTTP', () => {
     const chunk = `200\r\n${'z'.repeat(0x200)}\r\n`;
     // Three chunks of 512 bytes and no final chunk: the server must answer and close by itself.
     const raw = await rawRequest(s.port, 'POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n', chunk, chunk, chunk);
-    assert.match(raw.text, /^HTTP\/1\.1 413 Payload Too Large\r\n/);
-    assert.match(raw.text, /\r\nConnection: close\r\n/i);
-    assert.match(raw.text, /\r\n\r\nPayload Too Large$/);
-    assert.equal(reached, 0);
-    assert.deepEqual(errors, []);
+    assert.match(raw.text, /^HTTP\/1\.1 413 Payload Too Large\r\n/, 'a chunked body over the limit is refused with 413 before it ends');
+    assert.match(raw.text, /\r\nConnection: close\r\n/i, 'the 413 closes the connection');
+    assert.match(raw.text, /\r\n\r\nPayload Too Large$/, 'the 413 carries only its status text');
+    assert.equal(reached, 0, 'the handler never ran for a chunked body over the limit');
+    assert.deepEqual(errors, [], 'a client sending too much is not reported as a server error');
   });
 
   it('reads the body only when asked', async (t) => {
@@ -222,10 +222,10 @@ describe('Request over HTTP', () => {
     });
     // Over the limit, but never read: no 413.
     const reply = await send(s.port, '/ignore', { method: 'POST', body: 'q'.repeat(5000), agent });
-    assert.equal(reply.status, 200);
-    assert.deepEqual(JSON.parse(reply.body), { flowing: null, consumed: false });
+    assert.equal(reply.status, 200, 'a body over the limit that is never read is no error');
+    assert.deepEqual(JSON.parse(reply.body), { flowing: null, consumed: false }, 'the server did not start reading the body by itself');
     // The unread body does not spoil the connection for the next request.
-    assert.equal((await send(s.port, '/next', { agent })).body, 'next');
+    assert.equal((await send(s.port, '/next', { agent })).body, 'next', 'the connection with an unread body still serves the next request');
   });
 });
 
@@ -243,8 +243,8 @@ describe('r.cookie', () => {
       );
     });
     const reply = await send(s.port, '/c', { headers: { cookie: 'a=1; b=hello%20world; a=2' } });
-    assert.deepEqual(JSON.parse(reply.body), { a: '1', b: 'hello world', missing: null, ctor: null, toString: null });
-    assert.deepEqual(JSON.parse((await send(s.port, '/c')).body), { a: null, b: null, missing: null, ctor: null, toString: null });
+    assert.deepEqual(JSON.parse(reply.body), { a: '1', b: 'hello world', missing: null, ctor: null, toString: null }, 'cookies are decoded, the first of duplicates wins, and prototype names are absent');
+    assert.deepEqual(JSON.parse((await send(s.port, '/c')).body), { a: null, b: null, missing: null, ctor: null, toString: null }, 'without a Cookie header every cookie is absent');
   });
 
   it('sets cookies with Path=/ and SameSite=Lax by default, one Set-Cookie per name', async (t) => {
@@ -261,7 +261,7 @@ describe('r.cookie', () => {
       'theme=light; Path=/; SameSite=Lax',
       'lang=en; Max-Age=60; Path=/docs; HttpOnly; SameSite=Strict',
       'note=a%20b%3Bc; Path=/; SameSite=Lax',
-    ]);
+    ], 'one Set-Cookie per name, the last set wins, with Path=/ and SameSite=Lax by default and values encoded');
   });
 
   it('removes a cookie with Max-Age=0 and the same Path and Domain, once per name', async (t) => {
@@ -277,7 +277,7 @@ describe('r.cookie', () => {
     assert.deepEqual(reply.setCookies, [
       'a=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Lax',
       'scoped=; Max-Age=0; Domain=example.com; Path=/app; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; Partitioned; SameSite=None',
-    ]);
+    ], "a removed cookie is expired with the Path and Domain it was set with, replacing this request's set");
   });
 
   it('throws a TypeError at once for a bad cookie, failing the request with 500', async (t) => {
@@ -289,10 +289,10 @@ describe('r.cookie', () => {
       });
     });
     const reply = await send(s.port, '/bad');
-    assert.equal(reply.status, 500);
-    assert.deepEqual(reply.setCookies, []);
-    assert.ok(errors[0] instanceof TypeError);
-    assert.match((errors[0] as Error).message, /cookie name is invalid/);
+    assert.equal(reply.status, 500, 'a bad cookie name fails the request with 500');
+    assert.deepEqual(reply.setCookies, [], 'a failed request sets no cookie, not even the good one set before');
+    assert.ok(errors[0] instanceof TypeError, 'the error reported is a TypeError');
+    assert.match((errors[0] as Error).message, /cookie name is invalid/, 'the error names the invalid cookie name');
   });
 });
 
@@ -304,16 +304,16 @@ describe('Request and readBody without a server', () => {
 
   it('defaults the method to GET and the target to /', () => {
     const r = new Request(fakeRequest([], {}), {} as Response, { bodyLimit: 10, cookieDefaults: {} }, Object.create(null));
-    assert.equal(r.method, 'GET');
-    assert.equal(r.path, '/');
-    assert.equal(r.url.href, 'http://localhost/');
-    assert.ok(r.cookie instanceof CookieJar);
+    assert.equal(r.method, 'GET', 'the method defaults to GET');
+    assert.equal(r.path, '/', 'the path defaults to /');
+    assert.equal(r.url.href, 'http://localhost/', 'the url defaults to http://localhost/');
+    assert.ok(r.cookie instanceof CookieJar, 'r.cookie is a CookieJar');
   });
 
   it('puts several chunks together and refuses one byte over the limit', async () => {
-    assert.equal((await readBody(fakeRequest(['ab', 'cd', 'ef'], {}), 6)).toString(), 'abcdef');
-    await assert.rejects(readBody(fakeRequest(['abc', 'def', 'g'], {}), 6), (e: unknown) => (e as { status?: number }).status === 413);
-    assert.equal((await readBody(fakeRequest([], {}), 6)).length, 0);
+    assert.equal((await readBody(fakeRequest(['ab', 'cd', 'ef'], {}), 6)).toString(), 'abcdef', 'several chunks are put together');
+    await assert.rejects(readBody(fakeRequest(['abc', 'def', 'g'], {}), 6), (e: unknown) => (e as { status?: number }).status === 413, 'one byte over the limit is refused with 413');
+    assert.equal((await readBody(fakeRequest([], {}), 6)).length, 0, 'an empty stream gives an empty body');
   });
 
   it('rejects with the stream\'s error, and when the stream closes before its end', async () => {
@@ -321,11 +321,11 @@ describe('Request and readBody without a server', () => {
     const boom = new Error('boom');
     const p = readBody(failing, 100);
     (failing as unknown as Readable).destroy(boom);
-    await assert.rejects(p, boom);
+    await assert.rejects(p, boom, "readBody rejects with the stream's own error");
     const cut = new Readable({ read() {} });
     const q = readBody(Object.assign(cut, { headers: {} }) as unknown as IncomingMessage, 100);
     cut.push('partial');
     cut.destroy();
-    await assert.rejects(q);
+    await assert.rejects(q, 'a stream destroyed before its end rejects');
   });
 });

@@ -39,10 +39,10 @@ describe('r.response.write', () => {
         });
       });
       const reply = await send(s.port, '/w');
-      assert.equal(reply.status, 200);
-      assert.equal(reply.body, body);
-      assert.equal(reply.headers['content-type'], type);
-      assert.equal(reply.headers['content-length'], String(Buffer.byteLength(body)));
+      assert.equal(reply.status, 200, `${name}: answered 200`);
+      assert.equal(reply.body, body, `${name}: the body`);
+      assert.equal(reply.headers['content-type'], type, `${name}: the Content-Type that fits the values`);
+      assert.equal(reply.headers['content-length'], String(Buffer.byteLength(body)), `${name}: Content-Length is the body's byte length`);
     });
   }
 
@@ -53,8 +53,8 @@ describe('r.response.write', () => {
       });
     });
     const reply = await send(s.port, '/w');
-    assert.equal(reply.body, 'a1!');
-    assert.equal(reply.headers['content-type'], TEXT_TYPE);
+    assert.equal(reply.body, 'a1!', 'every write appends to the body, null adding nothing');
+    assert.equal(reply.headers['content-type'], TEXT_TYPE, 'mixed writes are sent as text');
   });
 
   it('keeps a Content-Type the handler set', async (t) => {
@@ -66,8 +66,8 @@ describe('r.response.write', () => {
         r.response.write(Buffer.from('<svg/>')).header('Content-Type', 'image/svg+xml');
       });
     });
-    assert.equal((await send(s.port, '/html')).headers['content-type'], 'text/html; charset=utf-8');
-    assert.equal((await send(s.port, '/svg')).headers['content-type'], 'image/svg+xml');
+    assert.equal((await send(s.port, '/html')).headers['content-type'], 'text/html; charset=utf-8', 'a Content-Type set before the write is kept, an object not turned into JSON');
+    assert.equal((await send(s.port, '/svg')).headers['content-type'], 'image/svg+xml', 'a Content-Type set after the write is kept');
   });
 
   it('refuses values it cannot send with a TypeError, answering 500', async (t) => {
@@ -86,9 +86,9 @@ describe('r.response.write', () => {
       });
     });
     const reply = await send(s.port, '/bad');
-    assert.deepEqual(results, ['TypeError', 'TypeError', 'TypeError']);
-    assert.equal(reply.status, 500);
-    assert.equal(reply.body, 'Internal Server Error');
+    assert.deepEqual(results, ['TypeError', 'TypeError', 'TypeError'], 'a function, a symbol and a bigint are each refused with a TypeError');
+    assert.equal(reply.status, 500, 'an uncaught refusal fails the request with 500');
+    assert.equal(reply.body, 'Internal Server Error', 'the 500 shows only its status text');
   });
 });
 
@@ -106,12 +106,12 @@ describe('r.response.writeJson', () => {
       });
     });
     const obj = await send(s.port, '/obj');
-    assert.equal(obj.body, '{"a":[1]}');
-    assert.equal(obj.headers['content-type'], JSON_TYPE);
-    assert.equal((await send(s.port, '/str')).body, '"text"');
+    assert.equal(obj.body, '{"a":[1]}', 'writeJson replaces what was written before it');
+    assert.equal(obj.headers['content-type'], JSON_TYPE, 'writeJson sends the JSON Content-Type');
+    assert.equal((await send(s.port, '/str')).body, '"text"', 'a string is sent as a JSON string');
     const undef = await send(s.port, '/undef');
-    assert.equal(undef.body, 'null');
-    assert.equal(undef.headers['content-type'], JSON_TYPE);
+    assert.equal(undef.body, 'null', 'undefined is sent as JSON null');
+    assert.equal(undef.headers['content-type'], JSON_TYPE, 'JSON null is sent with the JSON Content-Type');
   });
 });
 
@@ -123,8 +123,8 @@ describe('r.response.status', () => {
       });
     });
     const reply = await send(s.port, '/create', { method: 'POST' });
-    assert.equal(reply.status, 201);
-    assert.equal(reply.body, '201');
+    assert.equal(reply.status, 201, 'the status set is sent');
+    assert.equal(reply.body, '201', 'statusCode reads back the status set');
   });
 
   it('throws a TypeError for an invalid status, keeping the previous one', async (t) => {
@@ -147,9 +147,9 @@ describe('r.response.status', () => {
       });
     });
     const reply = await send(s.port, '/s');
-    assert.deepEqual(results, Array(6).fill('TypeError'));
-    assert.equal(reply.status, 202);
-    assert.equal((await send(s.port, '/uncaught')).status, 500);
+    assert.deepEqual(results, Array(6).fill('TypeError'), 'each invalid status is refused with a TypeError');
+    assert.equal(reply.status, 202, 'a refused status leaves the one set before');
+    assert.equal((await send(s.port, '/uncaught')).status, 500, 'an uncaught invalid status fails the request with 500');
   });
 
   it('sends no body with 204 and 304', async (t) => {
@@ -162,13 +162,13 @@ describe('r.response.status', () => {
       });
     });
     const deleted = await send(s.port, '/item', { method: 'DELETE' });
-    assert.equal(deleted.status, 204);
-    assert.equal(deleted.body, '');
-    assert.equal(deleted.headers['content-length'], undefined);
+    assert.equal(deleted.status, 204, '204 is sent');
+    assert.equal(deleted.body, '', 'a 204 has no body, whatever was written');
+    assert.equal(deleted.headers['content-length'], undefined, 'a 204 has no Content-Length');
     const notModified = await send(s.port, '/item');
-    assert.equal(notModified.status, 304);
-    assert.equal(notModified.body, '');
-    assert.equal(notModified.headers['etag'], '"v1"');
+    assert.equal(notModified.status, 304, '304 is sent');
+    assert.equal(notModified.body, '', 'a 304 has no body, whatever was written');
+    assert.equal(notModified.headers['etag'], '"v1"', 'a 304 keeps the headers set');
   });
 });
 
@@ -182,10 +182,10 @@ describe('r.response.header', () => {
       });
     });
     const reply = await send(s.port, '/h');
-    assert.equal(reply.headers['x-one'], 'second');
-    assert.equal(reply.headers['x-num'], '7');
-    assert.equal(reply.headers['vary'], 'Accept, Cookie');
-    assert.equal(reply.body, 'second,undefined');
+    assert.equal(reply.headers['x-one'], 'second', 'a header set again under another case replaces the first');
+    assert.equal(reply.headers['x-num'], '7', 'a number is sent as its digits');
+    assert.equal(reply.headers['vary'], 'Accept, Cookie', 'an array is sent as one joined header');
+    assert.equal(reply.body, 'second,undefined', 'getHeader reads case-insensitively, and a missing header is undefined');
   });
 
   it('refuses CR, LF, NUL, other controls and bad names with a TypeError', async (t) => {
@@ -221,15 +221,15 @@ describe('r.response.header', () => {
       });
     });
     const reply = await send(s.port, '/h');
-    assert.deepEqual(results, Array(12).fill('TypeError'));
-    assert.equal(reply.status, 200);
-    assert.equal(reply.headers['x-a'], undefined);
+    assert.deepEqual(results, Array(12).fill('TypeError'), 'every bad header name or value is refused with a TypeError');
+    assert.equal(reply.status, 200, 'caught refusals leave the request to succeed');
+    assert.equal(reply.headers['x-a'], undefined, 'no refused header was sent');
     // Sent as UTF-8 bytes, which the client reads back as latin1.
-    assert.equal(Buffer.from(reply.headers['x-latin1'] as string, 'latin1').toString('utf8'), 'café\tok');
+    assert.equal(Buffer.from(reply.headers['x-latin1'] as string, 'latin1').toString('utf8'), 'café\tok', 'a value with a tab and a non-ASCII Latin-1 letter is sent as UTF-8 bytes');
     const uncaught = await send(s.port, '/uncaught');
-    assert.equal(uncaught.status, 500);
-    assert.equal(uncaught.headers['x-evil'], undefined);
-    assert.deepEqual(uncaught.setCookies, []);
+    assert.equal(uncaught.status, 500, 'an uncaught header refusal fails the request with 500');
+    assert.equal(uncaught.headers['x-evil'], undefined, 'the refused header was not sent');
+    assert.deepEqual(uncaught.setCookies, [], 'no header was smuggled into a Set-Cookie');
   });
 });
 
@@ -241,11 +241,11 @@ describe('r.response.redirect', () => {
       });
     });
     const reply = await send(s.port, '/old');
-    assert.equal(reply.status, 302);
-    assert.equal(reply.headers['location'], '/new?x=1');
-    assert.equal(reply.body, '');
-    assert.equal(reply.headers['content-length'], '0');
-    assert.equal(reply.headers['content-type'], undefined);
+    assert.equal(reply.status, 302, 'a redirect answers 302 by default');
+    assert.equal(reply.headers['location'], '/new?x=1', 'Location is the target given');
+    assert.equal(reply.body, '', 'a redirect drops what was written before it');
+    assert.equal(reply.headers['content-length'], '0', 'a redirect has an empty body');
+    assert.equal(reply.headers['content-type'], undefined, 'a redirect has no Content-Type');
   });
 
   it('redirects with the code given', async (t) => {
@@ -256,8 +256,8 @@ describe('r.response.redirect', () => {
     });
     for (const code of [301, 303, 307, 308]) {
       const reply = await send(s.port, `/r/${code}`);
-      assert.equal(reply.status, code);
-      assert.equal(reply.headers['location'], 'https://example.com/');
+      assert.equal(reply.status, code, `redirect with ${code} answers ${code}`);
+      assert.equal(reply.headers['location'], 'https://example.com/', `the ${code} redirect sends its Location`);
     }
   });
 
@@ -283,10 +283,10 @@ describe('r.response.redirect', () => {
       });
     });
     const reply = await send(s.port, '/r');
-    assert.deepEqual(results, Array(6).fill('TypeError'));
-    assert.equal(reply.status, 200);
-    assert.equal(reply.headers['location'], undefined);
-    assert.equal(reply.body, 'no redirect');
+    assert.deepEqual(results, Array(6).fill('TypeError'), 'each status outside 300 to 399 and the CRLF Location are refused with a TypeError');
+    assert.equal(reply.status, 200, 'the refused redirects did not change the status');
+    assert.equal(reply.headers['location'], undefined, 'no Location was sent');
+    assert.equal(reply.body, 'no redirect', 'the body written after the refusals is sent');
   });
 });
 
@@ -306,13 +306,13 @@ describe('r.response.raw', () => {
       });
     });
     const reply = await send(s.port, '/events');
-    assert.equal(reply.status, 200);
-    assert.equal(reply.headers['content-type'], 'text/event-stream');
-    assert.equal(reply.body, 'data: one\n\ndata: two\n\ndata: end\n\n');
-    assert.equal(reply.headers['x-buffered'], undefined);
-    assert.equal(reply.headers['content-length'], undefined);
-    assert.equal(reply.headers['transfer-encoding'], 'chunked');
-    assert.deepEqual(reply.setCookies, []);
+    assert.equal(reply.status, 200, 'the status the handler wrote raw is sent');
+    assert.equal(reply.headers['content-type'], 'text/event-stream', 'the Content-Type the handler wrote raw is sent');
+    assert.equal(reply.body, 'data: one\n\ndata: two\n\ndata: end\n\n', 'every raw write reaches the client, in order');
+    assert.equal(reply.headers['x-buffered'], undefined, 'the buffered header is not sent once the handler went raw');
+    assert.equal(reply.headers['content-length'], undefined, 'no Content-Length for a raw stream');
+    assert.equal(reply.headers['transfer-encoding'], 'chunked', 'the raw stream is chunked');
+    assert.deepEqual(reply.setCookies, [], 'the server adds no cookie to a raw response');
   });
 
   it('sends exactly the bytes of a handler that ended raw itself', async (t) => {
@@ -324,8 +324,8 @@ describe('r.response.raw', () => {
       });
     });
     const reply = await send(s.port, '/raw');
-    assert.equal(reply.status, 418);
-    assert.equal(reply.body, 'teapot');
+    assert.equal(reply.status, 418, 'the status of a response ended raw is kept');
+    assert.equal(reply.body, 'teapot', 'the body of a response ended raw is kept, later writes ignored');
   });
 });
 
@@ -345,7 +345,7 @@ describe('response edge cases', () => {
         r.response.status(200).write(out.join(','));
       });
     });
-    assert.equal((await send(s.port, '/s')).body, '100:TypeError,199:TypeError,200:ok,599:ok,600:TypeError');
+    assert.equal((await send(s.port, '/s')).body, '100:TypeError,199:TypeError,200:ok,599:ok,600:TypeError', '1xx and 600 are refused, 200 and 599 accepted');
   });
 
   it('sends 204 and 304 with neither a body nor a Content-Type', async (t) => {
@@ -354,9 +354,9 @@ describe('response edge cases', () => {
     });
     for (const code of [204, 304]) {
       const out = await send(s.port, `/n/${code}`);
-      assert.equal(out.status, code);
-      assert.equal(out.body, '');
-      assert.equal(out.headers['content-type'], undefined);
+      assert.equal(out.status, code, `${code} is sent`);
+      assert.equal(out.body, '', `a ${code} has no body`);
+      assert.equal(out.headers['content-type'], undefined, `a ${code} has no Content-Type`);
     }
   });
 
@@ -372,7 +372,7 @@ describe('response edge cases', () => {
         r.response.write('ok');
       });
     });
-    assert.deepEqual((await send(s.port, '/c')).setCookies, ['raw=1; Path=/', 'jar=2; Path=/; SameSite=Lax']);
-    assert.deepEqual((await send(s.port, '/only')).setCookies, ['a=1', 'b=2']);
+    assert.deepEqual((await send(s.port, '/c')).setCookies, ['raw=1; Path=/', 'jar=2; Path=/; SameSite=Lax'], 'a raw Set-Cookie header comes first, then the jar cookies');
+    assert.deepEqual((await send(s.port, '/only')).setCookies, ['a=1', 'b=2'], 'a raw Set-Cookie array is sent as it is');
   });
 });

@@ -39,30 +39,30 @@ describe('Router.find', () => {
   for (const [method, path, handler, params] of found) {
     it(`finds ${method} ${path}`, () => {
       const m = r.find(method, path);
-      assert.equal(m.kind, 'found', 'kind');
+      assert.equal(m.kind, 'found', `${method} ${path} is found`);
       if (m.kind !== 'found') return;
-      assert.equal(m.handler, handler, 'handler');
-      assert.deepEqual({ ...m.params }, params, 'params');
-      assert.equal(Object.getPrototypeOf(m.params), null, 'params has no prototype');
+      assert.equal(m.handler, handler, `${method} ${path} reaches the ${handler} route`);
+      assert.deepEqual({ ...m.params }, params, `${method} ${path} has its parameters, decoded`);
+      assert.equal(Object.getPrototypeOf(m.params), null, `the parameters of ${method} ${path} have no prototype`);
     });
   }
 
   it('answers none for an unknown path', () => {
     for (const path of ['/nope', '/users/1/2', '/users/1/posts', '/..', '/%2e%2e/etc/passwd', `/${'a/'.repeat(5000)}`]) {
-      assert.equal(r.find('GET', path).kind, 'none', path);
+      assert.equal(r.find('GET', path).kind, 'none', `${path.slice(0, 40)} matches no route`);
     }
   });
 
   it('answers method with an Allow that lists OPTIONS, and HEAD with GET', () => {
-    assert.deepEqual(r.find('PUT', '/users'), { kind: 'method', allow: 'GET, POST, HEAD, OPTIONS' }, 'static route');
-    assert.deepEqual(r.find('POST', '/users/1'), { kind: 'method', allow: 'GET, DELETE, HEAD, OPTIONS' }, 'dynamic route');
-    assert.deepEqual(r.find('GET', '/head-only'), { kind: 'method', allow: 'HEAD, OPTIONS' }, 'HEAD alone');
+    assert.deepEqual(r.find('PUT', '/users'), { kind: 'method', allow: 'GET, POST, HEAD, OPTIONS' }, 'a static route answers 405 listing its methods, HEAD and OPTIONS');
+    assert.deepEqual(r.find('POST', '/users/1'), { kind: 'method', allow: 'GET, DELETE, HEAD, OPTIONS' }, 'a dynamic route answers 405 listing its methods, HEAD and OPTIONS');
+    assert.deepEqual(r.find('GET', '/head-only'), { kind: 'method', allow: 'HEAD, OPTIONS' }, 'a HEAD-only route lists HEAD and OPTIONS, not GET');
   });
 
   it('answers options with Allow for OPTIONS on a known path without an OPTIONS or ALL route', () => {
-    assert.deepEqual(r.find('OPTIONS', '/users'), { kind: 'options', allow: 'GET, POST, HEAD, OPTIONS' }, 'static route');
-    assert.deepEqual(r.find('OPTIONS', '/users/1/'), { kind: 'options', allow: 'GET, DELETE, HEAD, OPTIONS' }, 'dynamic route');
-    assert.equal(r.find('OPTIONS', '/nope').kind, 'none', 'unknown path');
+    assert.deepEqual(r.find('OPTIONS', '/users'), { kind: 'options', allow: 'GET, POST, HEAD, OPTIONS' }, 'OPTIONS on a static route lists its methods');
+    assert.deepEqual(r.find('OPTIONS', '/users/1/'), { kind: 'options', allow: 'GET, DELETE, HEAD, OPTIONS' }, 'OPTIONS on a dynamic route lists its methods');
+    assert.equal(r.find('OPTIONS', '/nope').kind, 'none', 'OPTIONS on an unknown path matches nothing');
   });
 
   it('lets an explicit OPTIONS or ALL route answer OPTIONS itself', () => {
@@ -74,7 +74,7 @@ describe('Router.find', () => {
     const x = o.find('OPTIONS', '/x');
     assert.equal(x.kind === 'found' && x.handler, 'own options', 'explicit OPTIONS route');
     const y = o.find('OPTIONS', '/y/1');
-    assert.equal(y.kind === 'found' && y.handler, 'all', 'ALL route');
+    assert.equal(y.kind === 'found' && y.handler, 'all', 'an ALL route answers OPTIONS itself');
     assert.deepEqual(o.find('PUT', '/x'), { kind: 'method', allow: 'GET, HEAD, OPTIONS' }, 'OPTIONS listed once');
   });
 
@@ -91,7 +91,7 @@ describe('Router.find', () => {
       ['/', 'none', ''],
     ] as const) {
       const m = rest.find('GET', path);
-      assert.equal(m.kind, kind, `${path}: kind`);
+      assert.equal(m.kind, kind, `${path} is ${kind === 'found' ? 'matched' : 'not matched'}`);
       if (m.kind === 'found') assert.equal(m.params['*'], star, `${path}: '/files' falls through to '/*', not '/files/*'`);
     }
     const only = new Router<string>();
@@ -111,7 +111,7 @@ describe('Router.find', () => {
       ['PUT', '/users/%bob'],
       ['OPTIONS', '/users/%bob/'],
     ] as const) {
-      assert.deepEqual(r.find(method, path), { kind: 'bad' }, `${method} ${path}`);
+      assert.deepEqual(r.find(method, path), { kind: 'bad' }, `${method} ${path} is a bad request`);
     }
   });
 
@@ -151,25 +151,25 @@ describe('Router.find', () => {
     const p = new Router<string>();
     p.add('GET', '/x/:constructor/:__proto__', 'x');
     const m = p.find('GET', '/x/a/b');
-    assert.equal(m.kind, 'found');
+    assert.equal(m.kind, 'found', 'a route with parameters named constructor and __proto__ is found');
     if (m.kind === 'found') {
-      assert.equal(m.params['constructor'], 'a');
-      assert.equal(Object.getOwnPropertyDescriptor(m.params, '__proto__')?.value, 'b');
+      assert.equal(m.params['constructor'], 'a', 'a parameter named constructor holds its segment, not the Object constructor');
+      assert.equal(Object.getOwnPropertyDescriptor(m.params, '__proto__')?.value, 'b', 'a parameter named __proto__ is an own key holding its segment');
     }
-    assert.equal(({} as Record<string, unknown>)['b'], undefined);
+    assert.equal(({} as Record<string, unknown>)['b'], undefined, 'Object.prototype was not polluted by the __proto__ parameter');
   });
 });
 
 describe('Router.add', () => {
   it('throws when a route is registered twice for one method', () => {
     const r = table();
-    assert.throws(() => r.add('GET', '/users', 'again'), /already registered/);
-    assert.throws(() => r.add('GET', '/users/:other', 'again'), /already registered \(as \/users\/:id\)/);
+    assert.throws(() => r.add('GET', '/users', 'again'), /already registered/, 'a second GET /users is refused');
+    assert.throws(() => r.add('GET', '/users/:other', 'again'), /already registered \(as \/users\/:id\)/, 'the same shape under another parameter name is refused, naming the route registered first');
     r.add('PATCH', '/users/:uid', 'patch');
-    assert.throws(() => r.add('PATCH', '/users/:x', 'again'), /PATCH \/users\/:x is already registered \(as \/users\/:uid\)/);
-    assert.throws(() => r.add('ALL', '/any/', 'again'), TypeError);
+    assert.throws(() => r.add('PATCH', '/users/:x', 'again'), /PATCH \/users\/:x is already registered \(as \/users\/:uid\)/, 'the refusal names the method, the pattern and the route it clashes with');
+    assert.throws(() => r.add('ALL', '/any/', 'again'), TypeError, 'ALL /any/ clashes with ALL /any (the trailing slash does not make another route)');
     r.add('PUT', '/users/:x', 'put');
-    assert.equal(r.find('PUT', '/users/1').kind, 'found');
+    assert.equal(r.find('PUT', '/users/1').kind, 'found', 'a method not yet registered on that shape is accepted');
   });
 
   it('tries dynamic routes in registration order', () => {
@@ -177,14 +177,14 @@ describe('Router.add', () => {
     r.add('GET', '/a/:x', 'param');
     r.add('GET', '/a/b/:y', 'deeper');
     const m = r.find('GET', '/a/b/c');
-    assert.equal(m.kind === 'found' && m.handler, 'deeper');
+    assert.equal(m.kind === 'found' && m.handler, 'deeper', 'the first dynamic route registered does not hide a deeper one it cannot match');
   });
 });
 
 describe('compile', () => {
   for (const bad of ['', 'users', '/a/*/b', '/a/:', '/a/:1x', '/a/:x/:x', '/a/b*', '/a/x:y']) {
     it(`refuses ${JSON.stringify(bad)}`, () => {
-      assert.throws(() => compile(bad), TypeError);
+      assert.throws(() => compile(bad), TypeError, `the pattern ${JSON.stringify(bad)} is refused`);
     });
   }
   it('compiles static, param and rest segments', () => {
@@ -192,7 +192,7 @@ describe('compile', () => {
       { text: 'a', kind: 'static' },
       { text: 'b', kind: 'param' },
       { text: '*', kind: 'rest' },
-    ]);
+    ], 'a pattern compiles into one segment per part, each with its kind');
   });
 });
 
@@ -203,6 +203,6 @@ describe('joinPath', () => {
     ['/api/', 'users/', '/api/users'],
     ['/', '/', '/'],
   ] as const) {
-    it(`joins ${prefix} and ${pattern}`, () => assert.equal(joinPath(prefix, pattern), out));
+    it(`joins ${prefix} and ${pattern}`, () => assert.equal(joinPath(prefix, pattern), out, `${prefix} joined with ${pattern} is ${out}, with no doubled or trailing slash`));
   }
 });

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Agent, createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { describe, it } from 'node:test';
-import { HttpError, MemoryStorage, Server, type ServerOptions, type Storage, createServer } from '../lib/index.js';
+import { type TestContext, describe, it } from 'node:test';
+import { HttpError, META, MemoryStorage, Server, type ServerOptions, type Storage, createServer } from '../lib/index.js';
 import { isValidId } from '../lib/id.js';
+import { type Child, startChild } from './child.js';
 import { Jar, MemoryLogger, cookieValue, deferred, send, serve } from './helpers.js';
 
 const ok = (text: string) => (r: { response: { write(v: string): unknown } }): void => {
@@ -22,16 +21,16 @@ describe('routing over HTTP', () => {
       s.get('/users/:id/posts/:post', (r) => r.response.writeJson({ ...r.params }));
       s.get('/files/*', (r) => r.response.write(`rest=${r.params['*'] ?? ''}`));
     });
-    assert.equal((await send(s.port, '/')).body, 'root');
-    assert.equal((await send(s.port, '/users')).body, 'list');
-    assert.equal((await send(s.port, '/users/42')).body, 'user 42');
-    assert.equal((await send(s.port, '/users/a%20b')).body, 'user a b');
-    assert.equal((await send(s.port, '/users/1/posts/2')).body, '{"id":"1","post":"2"}');
-    assert.equal((await send(s.port, '/files/a/b/c.txt')).body, 'rest=a/b/c.txt');
+    assert.equal((await send(s.port, '/')).body, 'root', '/ reaches the root route');
+    assert.equal((await send(s.port, '/users')).body, 'list', 'a static path reaches its route');
+    assert.equal((await send(s.port, '/users/42')).body, 'user 42', 'a :param takes its segment');
+    assert.equal((await send(s.port, '/users/a%20b')).body, 'user a b', 'a :param is percent-decoded');
+    assert.equal((await send(s.port, '/users/1/posts/2')).body, '{"id":"1","post":"2"}', 'two :params each take their segment');
+    assert.equal((await send(s.port, '/files/a/b/c.txt')).body, 'rest=a/b/c.txt', 'a trailing * takes the rest of the path');
     // `*` is one or more segments: the folder itself is not matched (as Express and trouter).
     assert.equal((await send(s.port, '/files')).status, 404, '/files/* does not match /files');
     assert.equal((await send(s.port, '/files/')).status, 404, '/files/* does not match /files/ either (trailing slash ignored)');
-    assert.equal((await send(s.port, '/users/42?x=1')).body, 'user 42');
+    assert.equal((await send(s.port, '/users/42?x=1')).body, 'user 42', 'the query is not part of the path matched');
   });
 
   it('ignores a trailing slash in the request path', async (t) => {
@@ -39,9 +38,9 @@ describe('routing over HTTP', () => {
       s.get('/users', ok('list'));
       s.get('/users/:id', (r) => r.response.write(r.params['id'] ?? ''));
     });
-    assert.equal((await send(s.port, '/users/')).body, 'list');
-    assert.equal((await send(s.port, '/users/7/')).body, '7');
-    assert.equal((await send(s.port, '/users/?q=1')).body, 'list');
+    assert.equal((await send(s.port, '/users/')).body, 'list', 'a trailing slash reaches the static route');
+    assert.equal((await send(s.port, '/users/7/')).body, '7', 'a trailing slash reaches the :param route, not into the param');
+    assert.equal((await send(s.port, '/users/?q=1')).body, 'list', 'a trailing slash before the query is ignored too');
   });
 
   it('nests groups, joining their prefixes', async (t) => {
@@ -54,11 +53,11 @@ describe('routing over HTTP', () => {
         });
       });
     });
-    assert.equal((await send(s.port, '/api/ping')).body, 'api ping');
-    assert.equal((await send(s.port, '/api/v1/users/9')).body, 'v1 user 9');
-    assert.equal((await send(s.port, '/api/v1/admin')).body, 'v1 admin');
-    assert.equal((await send(s.port, '/ping')).status, 404);
-    assert.equal((await send(s.port, '/v1/users/9')).status, 404);
+    assert.equal((await send(s.port, '/api/ping')).body, 'api ping', "a group's route is under its prefix");
+    assert.equal((await send(s.port, '/api/v1/users/9')).body, 'v1 user 9', 'a nested group joins both prefixes, whatever their slashes');
+    assert.equal((await send(s.port, '/api/v1/admin')).body, 'v1 admin', "a group's / route is the group's own path");
+    assert.equal((await send(s.port, '/ping')).status, 404, 'a group route is not served without its prefix');
+    assert.equal((await send(s.port, '/v1/users/9')).status, 404, 'a nested group route is not served without the outer prefix');
   });
 
   it('answers HEAD with the GET route: same headers, no body', async (t) => {
@@ -71,22 +70,22 @@ describe('routing over HTTP', () => {
     });
     const get = await send(s.port, '/doc');
     const head = await send(s.port, '/doc', { method: 'HEAD' });
-    assert.equal(ran, 2);
-    assert.equal(head.status, 200);
-    assert.equal(head.body, '');
-    assert.equal(head.headers['content-length'], String(Buffer.byteLength(get.body)));
-    assert.equal(head.headers['content-length'], get.headers['content-length']);
-    assert.equal(head.headers['content-type'], get.headers['content-type']);
-    assert.equal(head.headers['x-doc'], 'yes');
+    assert.equal(ran, 2, 'HEAD ran the GET handler, once for each request');
+    assert.equal(head.status, 200, 'HEAD answers with the GET status');
+    assert.equal(head.body, '', 'HEAD sends no body');
+    assert.equal(head.headers['content-length'], String(Buffer.byteLength(get.body)), "HEAD's Content-Length is the GET body's length");
+    assert.equal(head.headers['content-length'], get.headers['content-length'], 'HEAD and GET send the same Content-Length');
+    assert.equal(head.headers['content-type'], get.headers['content-type'], 'HEAD and GET send the same Content-Type');
+    assert.equal(head.headers['x-doc'], 'yes', "HEAD sends the handler's own headers");
   });
 
   it('answers 404 for an unknown path', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => s.get('/here', ok('here')));
     for (const path of ['/nope', '/here/there', '/%2e%2e/etc/passwd']) {
       const reply = await send(s.port, path);
-      assert.equal(reply.status, 404, path);
-      assert.equal(reply.body, 'Not Found');
-      assert.deepEqual(reply.setCookies, []);
+      assert.equal(reply.status, 404, `${path} is not found`);
+      assert.equal(reply.body, 'Not Found', `${path}: the 404 body is the status text`);
+      assert.deepEqual(reply.setCookies, [], `${path}: a 404 sets no cookie`);
     }
   });
 
@@ -97,12 +96,12 @@ describe('routing over HTTP', () => {
       s.delete('/thing/:id', ok('delete'));
     });
     const put = await send(s.port, '/thing', { method: 'PUT' });
-    assert.equal(put.status, 405);
-    assert.equal(put.body, 'Method Not Allowed');
-    assert.equal(put.headers['allow'], 'GET, POST, HEAD, OPTIONS');
+    assert.equal(put.status, 405, 'another method on a known path is 405');
+    assert.equal(put.body, 'Method Not Allowed', 'the 405 body is the status text');
+    assert.equal(put.headers['allow'], 'GET, POST, HEAD, OPTIONS', "405 lists the path's methods, with HEAD and OPTIONS");
     const get = await send(s.port, '/thing/3');
-    assert.equal(get.status, 405);
-    assert.equal(get.headers['allow'], 'DELETE, OPTIONS');
+    assert.equal(get.status, 405, 'GET on a path with only DELETE is 405');
+    assert.equal(get.headers['allow'], 'DELETE, OPTIONS', 'the 405 of a :param route lists its methods');
   });
 
   it('routes each method to its own handler', async (t) => {
@@ -111,12 +110,12 @@ describe('routing over HTTP', () => {
       s.delete('/m', ok('DELETE')).options('/m', ok('OPTIONS')).head('/h', (r) => r.response.header('X-Head', 'own'));
     });
     for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
-      assert.equal((await send(s.port, '/m', { method })).body, method);
+      assert.equal((await send(s.port, '/m', { method })).body, method, `${method} reaches its own handler`);
     }
     const head = await send(s.port, '/h', { method: 'HEAD' });
-    assert.equal(head.status, 200);
-    assert.equal(head.headers['x-head'], 'own');
-    assert.equal((await send(s.port, '/h')).headers['allow'], 'HEAD, OPTIONS');
+    assert.equal(head.status, 200, 'an explicit head route answers HEAD');
+    assert.equal(head.headers['x-head'], 'own', 'the head handler ran');
+    assert.equal((await send(s.port, '/h')).headers['allow'], 'HEAD, OPTIONS', 'GET on a HEAD-only path lists HEAD and OPTIONS');
   });
 
   it('matches every method with all', async (t) => {
@@ -127,12 +126,12 @@ describe('routing over HTTP', () => {
     });
     for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PURGE']) {
       const reply = await send(s.port, '/any', { method });
-      assert.equal(reply.status, 200, method);
-      assert.equal(reply.body, method);
+      assert.equal(reply.status, 200, `${method} reaches the all route`);
+      assert.equal(reply.body, method, `the all route sees the method ${method}`);
     }
-    assert.equal((await send(s.port, '/any', { method: 'HEAD' })).status, 200);
-    assert.equal((await send(s.port, '/mixed')).body, 'get wins');
-    assert.equal((await send(s.port, '/mixed', { method: 'POST' })).body, 'all');
+    assert.equal((await send(s.port, '/any', { method: 'HEAD' })).status, 200, 'the all route answers HEAD');
+    assert.equal((await send(s.port, '/mixed')).body, 'get wins', 'a get route wins over an all route on its path');
+    assert.equal((await send(s.port, '/mixed', { method: 'POST' })).body, 'all', 'the all route takes the methods without their own route');
   });
 
   it('serves routes registered on the server and in group("/")', async (t) => {
@@ -140,26 +139,26 @@ describe('routing over HTTP', () => {
       s.all('/on-server', ok('server'));
       s.group('/', (group) => group.all('/in-group', ok('group')));
     });
-    assert.equal((await send(s.port, '/on-server')).body, 'server');
-    assert.equal((await send(s.port, '/in-group')).body, 'group');
+    assert.equal((await send(s.port, '/on-server')).body, 'server', 'a route registered on the server is served');
+    assert.equal((await send(s.port, '/in-group')).body, 'group', 'a route registered in group("/") is served');
   });
 
   it('throws when a route is registered twice, on the server or in a group', () => {
     const s = new Server({ sessionStorage: new MemoryStorage() });
     s.get('/x', ok('x'));
-    assert.throws(() => s.get('/x', ok('again')), (e: unknown) => e instanceof TypeError && /already registered/.test(e.message));
-    assert.throws(() => s.group('/', (g) => g.get('/x/', ok('again'))), /already registered/);
+    assert.throws(() => s.get('/x', ok('again')), (e: unknown) => e instanceof TypeError && /already registered/.test(e.message), 'the same GET route twice is refused with a TypeError');
+    assert.throws(() => s.group('/', (g) => g.get('/x/', ok('again'))), /already registered/, 'a route in group("/") that the server already has (a trailing slash aside) is refused');
     s.all('/y', ok('y'));
-    assert.throws(() => s.all('/y', ok('y')), /already registered/);
+    assert.throws(() => s.all('/y', ok('y')), /already registered/, 'the same all route twice is refused');
     s.post('/x', ok('post is new'));
   });
 
   it('refuses a handler that is not a function and a malformed pattern', () => {
     const s = new Server({ sessionStorage: new MemoryStorage() });
-    assert.throws(() => s.get('/x', 'nope' as never), /handler for GET \/x is invalid/);
-    assert.throws(() => s.get(5 as never, ok('x')), /route pattern is invalid/);
-    assert.throws(() => s.get('/a/*/b', ok('x')), TypeError);
-    assert.throws(() => s.use('nope' as never), /middleware is invalid/);
+    assert.throws(() => s.get('/x', 'nope' as never), /handler for GET \/x is invalid/, 'a handler that is not a function is refused, naming the route');
+    assert.throws(() => s.get(5 as never, ok('x')), /route pattern is invalid/, 'a pattern that is not a string is refused');
+    assert.throws(() => s.get('/a/*/b', ok('x')), TypeError, 'a * that is not last is refused');
+    assert.throws(() => s.use('nope' as never), /middleware is invalid/, 'a middleware that is not a function is refused');
   });
 });
 
@@ -173,7 +172,7 @@ describe('routing conformance with Express and trouter', () => {
     const out = await send(s.port, '/thing', { method: 'OPTIONS' });
     assert.equal(out.status, 204, 'OPTIONS on a known path is answered');
     assert.equal(out.headers['allow'], 'GET, POST, HEAD, OPTIONS', 'Allow lists the path\'s methods');
-    assert.equal(out.body, '', 'no body');
+    assert.equal(out.body, '', 'the automatic OPTIONS answer has no body');
     assert.equal((await send(s.port, '/own', { method: 'OPTIONS' })).body, 'own options', 'an explicit options route wins');
     assert.equal((await send(s.port, '/any', { method: 'OPTIONS' })).body, 'any', 'an all route wins');
     assert.equal((await send(s.port, '/thing', { method: 'PUT' })).status, 405, 'other methods still get 405');
@@ -196,7 +195,7 @@ describe('routing conformance with Express and trouter', () => {
     }
     assert.deepEqual(seen, [], 'the handler never saw a raw, undecodable parameter');
     assert.equal((await send(s.port, '/user/b%C3%B6b')).body, 'ok', 'a good escape is decoded');
-    assert.deepEqual(seen, ['böb'], 'as UTF-8');
+    assert.deepEqual(seen, ['böb'], 'the escape is decoded as UTF-8');
   });
 
   it('gives each route its own parameter names, for routes of one shape', async (t) => {
@@ -221,7 +220,7 @@ describe('routing conformance with Express and trouter', () => {
       });
     });
     const out = await send(s.port, '/deep/end');
-    assert.equal(out.status, 200, out.body);
+    assert.equal(out.status, 200, `the 10 000 middleware ran without an error: ${out.body}`);
     assert.equal(out.body, 'reached', 'the handler ran after every middleware');
   });
 });
@@ -246,17 +245,17 @@ describe('middleware', () => {
         log.push('handler');
       });
     });
-    assert.equal((await send(s.port, '/h')).status, 200);
-    assert.deepEqual(log, ['a before /h', 'b before', 'handler', 'b after', 'a after 200']);
+    assert.equal((await send(s.port, '/h')).status, 200, 'the handler answers 200 through the middleware');
+    assert.deepEqual(log, ['a before /h', 'b before', 'handler', 'b after', 'a after 200'], 'the middleware run in order, before and after the handler');
     log.length = 0;
     const missing = await send(s.port, '/missing');
-    assert.equal(missing.status, 404);
-    assert.deepEqual(log, ['a before /missing', 'b before', 'b after', 'a after 404']);
+    assert.equal(missing.status, 404, 'an unknown path answers 404');
+    assert.deepEqual(log, ['a before /missing', 'b before', 'b after', 'a after 404'], 'the middleware run around a 404 too');
     log.length = 0;
     const wrong = await send(s.port, '/h', { method: 'POST' });
-    assert.equal(wrong.status, 405);
-    assert.equal(wrong.headers['allow'], 'GET, HEAD, OPTIONS');
-    assert.deepEqual(log, ['a before /h', 'b before', 'b after', 'a after 405']);
+    assert.equal(wrong.status, 405, 'a wrong method answers 405');
+    assert.equal(wrong.headers['allow'], 'GET, HEAD, OPTIONS', 'the 405 lists the methods of the path');
+    assert.deepEqual(log, ['a before /h', 'b before', 'b after', 'a after 405'], 'the middleware run around a 405 too');
   });
 
   it('runs group middleware only for its group, parents first', async (t) => {
@@ -292,7 +291,7 @@ describe('middleware', () => {
     for (const [path, expected] of cases) {
       log.length = 0;
       await send(s.port, path);
-      assert.deepEqual(log, expected, path);
+      assert.deepEqual(log, expected, `${path} runs the middleware of its groups, parents first`);
     }
   });
 
@@ -312,10 +311,10 @@ describe('middleware', () => {
       });
     });
     const denied = await send(s.port, '/private/data');
-    assert.equal(denied.status, 401);
-    assert.equal(denied.body, 'denied');
-    assert.equal(denied.headers['www-authenticate'], 'Bearer');
-    assert.equal(handled, 0);
+    assert.equal(denied.status, 401, "the middleware's status is sent");
+    assert.equal(denied.body, 'denied', "the middleware's body is sent");
+    assert.equal(denied.headers['www-authenticate'], 'Bearer', "the middleware's header is sent");
+    assert.equal(handled, 0, 'the handler never ran');
   });
 
   it('rejects a second call of next(), answering 500 and running the handler once', async (t) => {
@@ -332,11 +331,11 @@ describe('middleware', () => {
       });
     });
     const reply = await send(s.port, '/twice');
-    assert.equal(reply.status, 500);
-    assert.equal(reply.body, 'Internal Server Error');
-    assert.equal(handled, 1);
-    assert.equal(errors.length, 1);
-    assert.match(String(errors[0]), /next\(\) called twice/);
+    assert.equal(reply.status, 500, 'a second next() fails the request with 500');
+    assert.equal(reply.body, 'Internal Server Error', 'the 500 shows only its status text');
+    assert.equal(handled, 1, 'the handler ran once');
+    assert.equal(errors.length, 1, 'the failure is reported once');
+    assert.match(String(errors[0]), /next\(\) called twice/, 'the error says next() was called twice');
   });
 
   it('lets middleware read and write the session around the handler', async (t) => {
@@ -354,11 +353,13 @@ describe('middleware', () => {
     });
     const jar = new Jar();
     const first = await jar.send(s.port, '/count');
-    assert.equal(first.body, '1');
-    assert.equal(first.headers['x-handler-wrote'], 'yes');
-    assert.equal((await jar.send(s.port, '/count')).body, '2');
+    assert.equal(first.body, '1', "the handler sees the middleware's write");
+    assert.equal(first.headers['x-handler-wrote'], 'yes', "the middleware sees the handler's write after next()");
+    assert.equal((await jar.send(s.port, '/count')).body, '2', 'the count was stored and read back on the next request');
     const id = jar.cookies.get('sid') as string;
-    assert.deepEqual({ ...(await storage.get(id)) }, { visits: 2, handler: 'yes' });
+    const { [META.created]: created, ...stored } = { ...(await storage.get(id)) };
+    assert.deepEqual(stored, { visits: 2, handler: 'yes' }, 'both writes were stored');
+    assert.equal(typeof created, 'number', 'beside the creation time the library keeps');
   });
 });
 
@@ -389,13 +390,13 @@ describe('error isolation', () => {
         s.get('/fine', ok('fine'));
       });
       const reply = await send(s.port, '/fail');
-      assert.equal(reply.status, 500);
-      assert.equal(reply.body, 'Internal Server Error');
-      assert.doesNotMatch(reply.body, /secret|detail|at /);
-      assert.equal(reply.headers['content-type'], 'text/plain; charset=utf-8');
-      assert.equal(errors.length, 1);
-      assert.equal(errors[0]?.[1], '/fail');
-      assert.equal((await send(s.port, '/fine')).body, 'fine');
+      assert.equal(reply.status, 500, `a handler that ${name} fails the request with 500`);
+      assert.equal(reply.body, 'Internal Server Error', `a handler that ${name}: the 500 shows only its status text`);
+      assert.doesNotMatch(reply.body, /secret|detail|at /, `a handler that ${name}: nothing of the error reaches the client`);
+      assert.equal(reply.headers['content-type'], 'text/plain; charset=utf-8', `a handler that ${name}: the 500 is plain text`);
+      assert.equal(errors.length, 1, `a handler that ${name} is reported once`);
+      assert.equal(errors[0]?.[1], '/fail', `a handler that ${name}: the report carries the request`);
+      assert.equal((await send(s.port, '/fine')).body, 'fine', `after a handler that ${name}, the server still serves`);
     });
   }
 
@@ -408,7 +409,7 @@ describe('error isolation', () => {
       });
     });
     await send(s.port, '/fail?q=1', { method: 'POST' });
-    assert.deepEqual(seen, [boom, 'POST', '/fail', '1']);
+    assert.deepEqual(seen, [boom, 'POST', '/fail', '1'], 'onError receives the very error, and the request with its method, path and query');
   });
 
   it('survives an onError hook that throws, logging the hook\'s failure', async (t) => {
@@ -429,11 +430,11 @@ describe('error isolation', () => {
         s.get('/fine', ok('fine'));
       },
     );
-    assert.equal((await send(s.port, '/fail')).status, 500);
-    assert.equal((await send(s.port, '/fine')).body, 'fine');
+    assert.equal((await send(s.port, '/fail')).status, 500, 'the handler failure still answers 500');
+    assert.equal((await send(s.port, '/fine')).body, 'fine', 'the server still serves after the hook threw');
     const lines = logger.of('error');
-    assert.equal(lines.length, 1);
-    assert.match(lines[0] as string, /hook broke/);
+    assert.equal(lines.length, 1, "the hook's failure is logged once");
+    assert.match(lines[0] as string, /hook broke/, "the log line carries the hook's error");
   });
 
   it('survives an onError hook and a logger that both throw', async (t) => {
@@ -461,9 +462,9 @@ describe('error isolation', () => {
       },
     );
     const reply = await send(s.port, '/fail');
-    assert.equal(reply.status, 500);
-    assert.equal(reply.body, 'Internal Server Error');
-    assert.equal((await send(s.port, '/fine')).body, 'fine');
+    assert.equal(reply.status, 500, 'the handler failure still answers 500');
+    assert.equal(reply.body, 'Internal Server Error', 'the 500 shows only its status text');
+    assert.equal((await send(s.port, '/fine')).body, 'fine', 'the server still serves after the hook and the logger threw');
   });
 
   it('answers an HttpError with its status and message, without reporting it', async (t) => {
@@ -481,16 +482,16 @@ describe('error isolation', () => {
       });
     });
     const forbidden = await send(s.port, '/forbidden');
-    assert.equal(forbidden.status, 403);
-    assert.equal(forbidden.body, 'nope');
-    assert.equal(forbidden.headers['x-before'], undefined);
-    assert.equal((await send(s.port, '/gone')).body, 'Not Found');
-    assert.equal(errors.length, 0);
+    assert.equal(forbidden.status, 403, "an HttpError's status is sent");
+    assert.equal(forbidden.body, 'nope', "a 4xx HttpError's message is sent");
+    assert.equal(forbidden.headers['x-before'], undefined, 'headers set before the HttpError are dropped');
+    assert.equal((await send(s.port, '/gone')).body, 'Not Found', 'an HttpError without a message sends its status text');
+    assert.equal(errors.length, 0, 'a 4xx HttpError is not reported');
     // A 5xx HttpError is not exposed: generic body, and reported.
     const upstream = await send(s.port, '/upstream');
-    assert.equal(upstream.status, 503);
-    assert.equal(upstream.body, 'Service Unavailable');
-    assert.equal(errors.length, 1);
+    assert.equal(upstream.status, 503, "a 5xx HttpError's status is sent");
+    assert.equal(upstream.body, 'Service Unavailable', "a 5xx HttpError's message is not sent: only the status text");
+    assert.equal(errors.length, 1, 'a 5xx HttpError is reported');
   });
 
   it('drops pending cookies, headers and session writes when the handler fails', async (t) => {
@@ -504,12 +505,12 @@ describe('error isolation', () => {
       });
     });
     const reply = await send(s.port, '/fail');
-    assert.equal(reply.status, 500);
-    assert.deepEqual(reply.setCookies, []);
-    assert.equal(reply.headers['x-partial'], undefined);
-    assert.equal(reply.headers['cache-control'], undefined);
-    assert.equal(reply.body, 'Internal Server Error');
-    assert.equal(storage.size, 0);
+    assert.equal(reply.status, 500, 'the failed handler answers 500');
+    assert.deepEqual(reply.setCookies, [], 'the cookies set before the failure are dropped');
+    assert.equal(reply.headers['x-partial'], undefined, 'the headers set before the failure are dropped');
+    assert.equal(reply.headers['cache-control'], undefined, "the handler's Cache-Control is dropped");
+    assert.equal(reply.body, 'Internal Server Error', 'the body written before the failure is dropped');
+    assert.equal(storage.size, 0, 'the session write before the failure is dropped');
   });
 
   it('logs the error and the first lines of its stack by default, with no session id', async (t) => {
@@ -535,7 +536,7 @@ describe('error isolation', () => {
     t.after(() => s.close());
     const jar = new Jar();
     const id = (await jar.send(s.port, '/login')).body;
-    assert.ok(isValidId(id));
+    assert.ok(isValidId(id), '/login issued a valid id');
     await jar.send(s.port, `/fail?sid=${id}`, { headers: { sid: id } });
     const entries = logger.of('error');
     assert.equal(entries.length, 1, 'one log entry per failed request');
@@ -561,9 +562,9 @@ describe('error isolation', () => {
       });
       s.get('/fine', ok('fine'));
     });
-    await assert.rejects(send(s.port, '/stream'), /aborted|socket hang up|ECONNRESET/);
-    assert.equal(errors.length, 1);
-    assert.equal((await send(s.port, '/fine')).body, 'fine');
+    await assert.rejects(send(s.port, '/stream'), /aborted|socket hang up|ECONNRESET/, 'the client sees the connection cut mid-answer');
+    assert.equal(errors.length, 1, 'the failure after the response was taken over is reported');
+    assert.equal((await send(s.port, '/fine')).body, 'fine', 'the server still serves after cutting the connection');
   });
 });
 
@@ -578,7 +579,7 @@ describe('options', () => {
     ['a bodyLimit of 0', { bodyLimit: 0 }, /^option bodyLimit is invalid: 0/],
     ['a fractional sessionMaxSize', { sessionMaxSize: 1.5 }, /^option sessionMaxSize is invalid/],
     ['an unknown cookieSameSite', { cookieSameSite: 'Sometimes' as never }, /^option cookieSameSite is invalid: "Sometimes"/],
-    ['SameSite=None without Secure', { cookieSameSite: 'None' }, /^option cookieSecure is invalid: "auto" \(expected true: cookieSameSite 'None' needs cookieSecure: true\)/],
+    ['SameSite=None without Secure', { cookieSameSite: 'None' }, /^option cookieSecure is invalid: "auto" \(expected true: cookieSameSite 'None' needs cookieSecure: true \(or 'auto' with https\)\)/],
     ['SameSite=none (any case) without Secure', { cookieSameSite: 'none', cookieSecure: false }, /^option cookieSecure is invalid: false/],
     ['a sessionMaxAge over 400 days', { sessionMaxAge: '401d' }, /^option sessionMaxAge is invalid: "401d" \(expected at most 400 days\)/],
     ['a sessionCookieMaxAge over 400 days', { sessionCookieMaxAge: '401d' }, /^option sessionCookieMaxAge is invalid: "401d"/],
@@ -604,13 +605,13 @@ describe('options', () => {
   ];
   for (const [name, options, message] of bad) {
     it(`refuses ${name} with a TypeError naming the option`, () => {
-      assert.throws(() => new Server(options), (e: unknown) => e instanceof TypeError && message.test(e.message));
+      assert.throws(() => new Server(options), (e: unknown) => e instanceof TypeError && message.test(e.message), `${name} is refused with a TypeError naming the option`);
     });
   }
 
   it('refuses options that are not an object', () => {
-    assert.throws(() => new Server(null as never), /^TypeError: options are invalid: null/);
-    assert.throws(() => new Server('port=1' as never), /options are invalid/);
+    assert.throws(() => new Server(null as never), /^TypeError: options are invalid: null/, 'null options are refused');
+    assert.throws(() => new Server('port=1' as never), /options are invalid/, 'a string for options is refused');
   });
 
   it('accepts Secure settings whatever their order', () => {
@@ -622,36 +623,36 @@ describe('options', () => {
       { sessionIdName: '__Secure-sid', cookieSecure: true, cookieDomain: 'example.com', cookiePath: '/app' },
     ];
     for (const options of good) {
-      assert.ok(new Server({ sessionStorage: new MemoryStorage(), ...options }) instanceof Server, JSON.stringify(options));
+      assert.ok(new Server({ sessionStorage: new MemoryStorage(), ...options }) instanceof Server, `${JSON.stringify(options)} is accepted`);
     }
   });
 
   it('returns the server from every setter', () => {
     const s = new Server();
     const storage = new MemoryStorage();
-    assert.equal(s.setPort(0), s);
-    assert.equal(s.setAddress('127.0.0.1'), s);
-    assert.equal(s.setSessionMaxAge('1m'), s);
-    assert.equal(s.setSessionStorage(storage), s);
-    assert.equal(s.setSessionIdName('token'), s);
-    assert.equal(s.setSessionCookieOutput(false), s);
-    assert.equal(s.setSessionCookieMaxAge(0), s);
-    assert.equal(s.setSessionIdGenerator(() => 'i'.repeat(20), (id) => id === 'i'.repeat(20)), s);
-    assert.equal(s.setSessionMaxSize(2048), s);
-    assert.equal(s.setCookiePath('/app'), s);
-    assert.equal(s.setCookieDomain('example.com'), s);
-    assert.equal(s.setCookieSameSite('strict'), s);
-    assert.equal(s.setCookieSecure(true), s);
-    assert.equal(s.setCookieHttpOnly(false), s);
-    assert.equal(s.setTrustProxy(true), s);
-    assert.equal(s.setBodyLimit(10), s);
-    assert.equal(s.setCloseTimeout('1s'), s);
-    assert.equal(s.setOnError(() => undefined), s);
-    assert.equal(s.setLogger(new MemoryLogger()), s);
-    assert.equal(s.use(async (_r, next) => next()), s);
-    assert.equal(s.middleware(), s);
-    assert.equal(s.group('/g', () => undefined), s);
-    assert.equal(s.storage, storage);
+    assert.equal(s.setPort(0), s, 'setPort returns the server');
+    assert.equal(s.setAddress('127.0.0.1'), s, 'setAddress returns the server');
+    assert.equal(s.setSessionMaxAge('1m'), s, 'setSessionMaxAge returns the server');
+    assert.equal(s.setSessionStorage(storage), s, 'setSessionStorage returns the server');
+    assert.equal(s.setSessionIdName('token'), s, 'setSessionIdName returns the server');
+    assert.equal(s.setSessionCookieOutput(false), s, 'setSessionCookieOutput returns the server');
+    assert.equal(s.setSessionCookieMaxAge(0), s, 'setSessionCookieMaxAge returns the server');
+    assert.equal(s.setSessionIdGenerator(() => 'i'.repeat(20), (id) => id === 'i'.repeat(20)), s, 'setSessionIdGenerator returns the server');
+    assert.equal(s.setSessionMaxSize(2048), s, 'setSessionMaxSize returns the server');
+    assert.equal(s.setCookiePath('/app'), s, 'setCookiePath returns the server');
+    assert.equal(s.setCookieDomain('example.com'), s, 'setCookieDomain returns the server');
+    assert.equal(s.setCookieSameSite('strict'), s, 'setCookieSameSite returns the server');
+    assert.equal(s.setCookieSecure(true), s, 'setCookieSecure returns the server');
+    assert.equal(s.setCookieHttpOnly(false), s, 'setCookieHttpOnly returns the server');
+    assert.equal(s.setTrustProxy(true), s, 'setTrustProxy returns the server');
+    assert.equal(s.setBodyLimit(10), s, 'setBodyLimit returns the server');
+    assert.equal(s.setCloseTimeout('1s'), s, 'setCloseTimeout returns the server');
+    assert.equal(s.setOnError(() => undefined), s, 'setOnError returns the server');
+    assert.equal(s.setLogger(new MemoryLogger()), s, 'setLogger returns the server');
+    assert.equal(s.use(async (_r, next) => next()), s, 'use returns the server');
+    assert.equal(s.middleware(), s, 'middleware() with nothing returns the server');
+    assert.equal(s.group('/g', () => undefined), s, 'group returns the server');
+    assert.equal(s.storage, storage, 'storage is the storage set');
   });
 
   it('refuses bad setter values with the option\'s name, keeping the previous value', async (t) => {
@@ -661,12 +662,12 @@ describe('options', () => {
         r.response.write('ok');
       });
     });
-    assert.throws(() => s.setPort(1.5), /^TypeError: option port is invalid/);
-    assert.throws(() => s.setSessionMaxAge('forever' as never), /option sessionMaxAge is invalid/);
-    assert.throws(() => s.setSessionStorage({ get() {} } as never), /option sessionStorage is invalid/);
-    assert.throws(() => s.setSessionIdName('__Host-sid'), /option cookieSecure is invalid/);
+    assert.throws(() => s.setPort(1.5), /^TypeError: option port is invalid/, 'setPort refuses a fractional port');
+    assert.throws(() => s.setSessionMaxAge('forever' as never), /option sessionMaxAge is invalid/, 'setSessionMaxAge refuses a malformed duration');
+    assert.throws(() => s.setSessionStorage({ get() {} } as never), /option sessionStorage is invalid/, 'setSessionStorage refuses a storage without its methods');
+    assert.throws(() => s.setSessionIdName('__Host-sid'), /option cookieSecure is invalid/, 'setSessionIdName refuses __Host- while cookieSecure is not true');
     const reply = await send(s.port, '/set');
-    assert.equal(reply.status, 200);
+    assert.equal(reply.status, 200, 'the server still serves with its previous settings');
     assert.ok(cookieValue(reply.setCookies, 'sid') !== undefined, 'the cookie keeps its name');
   });
 
@@ -677,16 +678,16 @@ describe('options', () => {
         r.response.write('ok');
       });
     });
-    assert.ok(cookieValue((await send(s.port, '/set')).setCookies, 'sid') !== undefined);
+    assert.ok(cookieValue((await send(s.port, '/set')).setCookies, 'sid') !== undefined, 'the first cookie is named sid');
     s.setSessionIdName('token').setSessionCookieMaxAge('2h');
     const after = await send(s.port, '/set');
-    assert.match(after.setCookies[0] as string, /^token=[\w-]{43}; Max-Age=7200;/);
+    assert.match(after.setCookies[0] as string, /^token=[\w-]{43}; Max-Age=7200;/, 'the cookie name and Max-Age changed after the first request apply to the next');
   });
 
   it('makes the same thing with createServer', () => {
     const s = createServer({ port: 1234, sessionStorage: new MemoryStorage() });
-    assert.ok(s instanceof Server);
-    assert.equal(s.port, 1234);
+    assert.ok(s instanceof Server, 'createServer makes a Server');
+    assert.equal(s.port, 1234, 'createServer takes the options');
   });
 });
 
@@ -694,28 +695,28 @@ describe('lifecycle', () => {
   it('listens on a real port after start()', async (t) => {
     const s = new Server({ sessionStorage: new MemoryStorage(), address: '127.0.0.1' });
     s.get('/', ok('up'));
-    assert.equal(s.port, 0);
-    assert.equal(await s.start(), s);
+    assert.equal(s.port, 0, 'the port is 0 before start()');
+    assert.equal(await s.start(), s, 'start() resolves to the server');
     t.after(() => s.close());
-    assert.ok(s.port > 0 && s.port < 65536);
-    assert.equal((await send(s.port, '/')).body, 'up');
+    assert.ok(s.port > 0 && s.port < 65536, 'start() took a real port');
+    assert.equal((await send(s.port, '/')).body, 'up', 'the server answers on that port');
   });
 
   it('rejects a second start()', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage() }, () => undefined);
-    await assert.rejects(s.start(), /already started/);
+    await assert.rejects(s.start(), /already started/, 'a second start() is refused');
   });
 
   it('rejects start() on a port in use, and can start again on another', async (t) => {
     const first = await serve(t, { sessionStorage: new MemoryStorage(), address: '127.0.0.1' }, () => undefined);
     const second = new Server({ sessionStorage: new MemoryStorage(), address: '127.0.0.1', port: first.port });
     second.get('/', ok('second'));
-    await assert.rejects(second.start(), { code: 'EADDRINUSE' });
+    await assert.rejects(second.start(), { code: 'EADDRINUSE' }, 'start() on a port in use rejects with EADDRINUSE');
     second.setPort(0);
     await second.start();
     t.after(() => second.close());
-    assert.notEqual(second.port, first.port);
-    assert.equal((await send(second.port, '/')).body, 'second');
+    assert.notEqual(second.port, first.port, 'the second start took another port');
+    assert.equal((await send(second.port, '/')).body, 'second', 'the server that failed to start serves once started');
   });
 
   it('lets an in-flight request finish on close(), refusing new connections', { timeout: 10_000 }, async (t) => {
@@ -736,16 +737,16 @@ describe('lifecycle', () => {
     const closing = s.close().then(() => {
       closed = true;
     });
-    await assert.rejects(send(port, '/slow'), { code: 'ECONNREFUSED' });
-    assert.equal(closed, false);
+    await assert.rejects(send(port, '/slow'), { code: 'ECONNREFUSED' }, 'a new connection after close() is refused');
+    assert.equal(closed, false, 'close() waits for the in-flight request');
     release.resolve();
     const reply = await slow;
-    assert.equal(reply.status, 200);
-    assert.equal(reply.body, 'finished');
-    assert.equal(reply.headers['connection'], 'close');
-    assert.equal(reply.setCookies.length, 1);
+    assert.equal(reply.status, 200, 'the in-flight request succeeds');
+    assert.equal(reply.body, 'finished', 'the in-flight request gets its whole body');
+    assert.equal(reply.headers['connection'], 'close', 'the in-flight answer closes its connection');
+    assert.equal(reply.setCookies.length, 1, 'the in-flight request still gets its session cookie');
     await closing;
-    assert.equal(closed, true);
+    assert.equal(closed, true, 'close() resolves once the in-flight request is done');
   });
 
   it('lets a large in-flight answer reach the client whole on close()', { timeout: 10_000 }, async (t) => {
@@ -765,25 +766,25 @@ describe('lifecycle', () => {
     release.resolve();
     const reply = await big;
     await closing;
-    assert.equal(reply.status, 200);
-    assert.equal(reply.body.length, size);
+    assert.equal(reply.status, 200, 'the large in-flight answer succeeds');
+    assert.equal(reply.body.length, size, 'all 16 MiB reach the client');
   });
 
   it('resolves close() with an idle keep-alive connection open', { timeout: 10_000 }, async (t) => {
     const agent = new Agent({ keepAlive: true });
     t.after(() => agent.destroy());
     const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => s.get('/', ok('hi')));
-    assert.equal((await send(s.port, '/', { agent })).body, 'hi');
+    assert.equal((await send(s.port, '/', { agent })).body, 'hi', 'the keep-alive request is answered');
     const idle = Object.values(agent.freeSockets).flat();
-    assert.equal(idle.length, 1);
+    assert.equal(idle.length, 1, 'one idle keep-alive socket is left open');
     const socket = idle[0];
-    assert.ok(socket !== undefined);
+    assert.ok(socket !== undefined, 'the idle socket is there');
     // The agent unref()s its idle sockets; keep this one counted until the server closes it.
     socket.ref();
     const socketClosed = once(socket, 'close');
     await s.close();
     await socketClosed;
-    assert.equal(socket.destroyed, true);
+    assert.equal(socket.destroyed, true, 'close() destroyed the idle keep-alive socket');
   });
 
   it('cuts a request that outlives closeTimeout', { timeout: 10_000 }, async (t) => {
@@ -800,7 +801,7 @@ describe('lifecycle', () => {
     const started = performance.now();
     await s.close();
     const waited = performance.now() - started;
-    await assert.rejects(hanging, /socket hang up|ECONNRESET/);
+    await assert.rejects(hanging, /socket hang up|ECONNRESET/, 'the request past closeTimeout is cut');
     assert.ok(waited >= 40, `close() waited ${waited} ms for the 50 ms closeTimeout`);
     assert.ok(waited < 5_000, `close() waited ${waited} ms`);
   });
@@ -809,7 +810,7 @@ describe('lifecycle', () => {
     const s = await serve(t, { sessionStorage: new MemoryStorage() }, () => undefined);
     const a = s.close();
     const b = s.close();
-    assert.equal(a, b);
+    assert.equal(a, b, 'a second close() returns the same promise');
     await a;
   });
 
@@ -831,13 +832,13 @@ describe('lifecycle', () => {
     await send(s.port, '/set');
     await s.close();
     await s.close();
-    assert.equal(started.closed, 1);
+    assert.equal(started.closed, 1, 'the storage was closed once, for two close() calls');
 
     // A storage the user gave is closed even when no request ever needed it.
     const idle = new Closing();
     const never = new Server({ sessionStorage: idle });
     await never.close();
-    assert.equal(idle.closed, 1);
+    assert.equal(idle.closed, 1, 'a server never started closes the storage it was given');
   });
 
   it('closes a storage without a close() method', async () => {
@@ -854,9 +855,9 @@ describe('lifecycle', () => {
       r.response.write('ok');
     });
     await s.start();
-    assert.equal((await send(s.port, '/set')).status, 200);
+    assert.equal((await send(s.port, '/set')).status, 200, 'a storage without close() serves');
     await s.close();
-    assert.equal(inner.size, 1);
+    assert.equal(inner.size, 1, 'the session was written to the storage without close()');
     await inner.close();
   });
 
@@ -869,15 +870,15 @@ describe('lifecycle', () => {
     const port = (http.address() as AddressInfo).port;
     const agent = new Agent({ keepAlive: true });
     t.after(() => agent.destroy());
-    assert.equal((await send(port, '/found', { agent })).headers['connection'], 'keep-alive');
-    assert.equal((await send(port, '/missing', { agent })).headers['connection'], 'keep-alive');
+    assert.equal((await send(port, '/found', { agent })).headers['connection'], 'keep-alive', 'a found path keeps the connection alive before close()');
+    assert.equal((await send(port, '/missing', { agent })).headers['connection'], 'keep-alive', 'a 404 keeps the connection alive before close()');
     await s.close();
     const found = await send(port, '/found', { agent });
-    assert.equal(found.body, 'found');
-    assert.equal(found.headers['connection'], 'close');
+    assert.equal(found.body, 'found', 'a found path is still served after close() on an open connection');
+    assert.equal(found.headers['connection'], 'close', 'after close() a found path answers Connection: close');
     const missing = await send(port, '/missing', { agent });
-    assert.equal(missing.status, 404);
-    assert.equal(missing.headers['connection'], 'close');
+    assert.equal(missing.status, 404, 'a missing path is still 404 after close()');
+    assert.equal(missing.headers['connection'], 'close', 'after close() a 404 answers Connection: close');
   });
 
   it('serves through server.handler inside the user\'s own http server', async (t) => {
@@ -896,115 +897,73 @@ describe('lifecycle', () => {
     const port = (http.address() as AddressInfo).port;
     const jar = new Jar();
     const set = await jar.send(port, '/set');
-    assert.equal(set.body, 'own server');
-    assert.ok(isValidId(jar.cookies.get('sid') as string));
-    assert.equal((await jar.send(port, '/get')).body, '{"n":1}');
-    assert.equal((await send(port, '/nope')).status, 404);
+    assert.equal(set.body, 'own server', "server.handler serves in the user's own http server");
+    assert.ok(isValidId(jar.cookies.get('sid') as string), "server.handler issues a session cookie in the user's own http server");
+    assert.equal((await jar.send(port, '/get')).body, '{"n":1}', "the session is read back through the user's own http server");
+    assert.equal((await send(port, '/nope')).status, 404, "an unknown path is 404 in the user's own http server");
   });
 });
 
 describe('run() in a child process', () => {
-  const cwd = fileURLToPath(new URL('..', import.meta.url));
-  const fixture = (name: string): string => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
-
-  /** Spawns a fixture; the child is killed after `safetyMs` (which fails the test) if it has not exited. */
-  function child(name: string, env: Record<string, string> = {}, safetyMs = 15_000) {
-    const proc = spawn(process.execPath, ['--import', 'tsx', fixture(name)], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-    });
-    proc.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    let killed = false;
-    const safety = setTimeout(() => {
-      killed = true;
-      proc.kill('SIGKILL');
-    }, safetyMs);
-    const exited = once(proc, 'exit').then(([code, signal]) => {
-      clearTimeout(safety);
-      return { code: code as number | null, signal: signal as NodeJS.Signals | null, killed, stdout, stderr };
-    });
-    const line = (re: RegExp): Promise<RegExpExecArray> =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const m = re.exec(stdout);
-          if (m !== null) {
-            proc.stdout.off('data', check);
-            resolve(m);
-          }
-        };
-        proc.stdout.on('data', check);
-        void exited.then(() => reject(new Error(`exited before printing ${re}: ${stdout} ${stderr}`)));
-        check();
-      });
-    return { proc, exited, line };
-  }
+  // A child that hangs is killed after 15 s by startChild's safety kill, which fails the wait on it.
+  const fixture = (t: TestContext, name: string, env: Record<string, string> = {}): Child => startChild(`test/fixtures/${name}`, { env, t });
 
   it('says in one line that it could not listen, and exits with 1', { timeout: 20_000 }, async (t) => {
     const taken = createHttpServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     t.after(() => new Promise((resolve) => taken.close(resolve)));
-    const c = child('run-server.ts', { PORT: String((taken.address() as AddressInfo).port) });
+    const c = fixture(t, 'run-server.ts', { PORT: String((taken.address() as AddressInfo).port) });
     const result = await c.exited;
-    assert.equal(result.killed, false, 'exited by itself');
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /^bare-session: could not listen on 127\.0\.0\.1 \d+ \(EADDRINUSE\)\n$/);
+    assert.equal(result.signal, null, 'exited by itself');
+    assert.equal(result.code, 1, 'a port in use exits with 1');
+    assert.match(result.stderr, /^bare-session: could not listen on 127\.0\.0\.1 \d+ \(EADDRINUSE\)\n$/, 'one line on stderr says the port is in use, and nothing else');
   });
 
-  it('exits with 0 on a SIGTERM sent as soon as the address is printed', { timeout: 20_000 }, async () => {
-    const c = child('run-server.ts');
+  it('exits with 0 on a SIGTERM sent as soon as the address is printed', { timeout: 20_000 }, async (t) => {
+    const c = fixture(t, 'run-server.ts');
     await c.line(/listening on http:\/\/127\.0\.0\.1:\d+\n/);
-    c.proc.kill('SIGTERM');
-    const result = await c.exited;
-    assert.equal(result.killed, false, 'exited by itself');
+    const result = await c.stop('SIGTERM');
     assert.equal(result.signal, null, 'the signal was handled, not fatal');
-    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.code, 0, `exited with 0: ${result.stderr}`);
   });
 
-  it('prints the address, serves, and exits with 0 on SIGTERM', { timeout: 20_000 }, async () => {
-    const c = child('run-server.ts');
+  it('prints the address, serves, and exits with 0 on SIGTERM', { timeout: 20_000 }, async (t) => {
+    const c = fixture(t, 'run-server.ts');
     const [, port] = await c.line(/listening on http:\/\/127\.0\.0\.1:(\d+)\n/);
     await c.line(/^bare-session: sessions in memory \(MemoryStorage: lost on restart\)\n/m);
     const reply = await send(Number(port), '/hello');
-    assert.equal(reply.status, 200);
-    assert.equal(reply.body, 'hello from run');
-    assert.equal(reply.setCookies.length, 1);
-    c.proc.kill('SIGTERM');
-    const result = await c.exited;
-    assert.equal(result.killed, false, 'exited by itself');
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.signal, null);
+    assert.equal(reply.status, 200, "the child's server answers");
+    assert.equal(reply.body, 'hello from run', "the child's route ran");
+    assert.equal(reply.setCookies.length, 1, "the child's server sets the session cookie");
+    const result = await c.stop('SIGTERM');
+    assert.equal(result.code, 0, `exited with 0: ${result.stderr}`);
+    assert.equal(result.signal, null, 'the SIGTERM was handled, not fatal');
     assert.match(result.stdout, /\nbare-session: stopped \(SIGTERM\)\n$/, 'one line says it stopped');
   });
 
-  it('prints "all interfaces" when no address is set', { timeout: 20_000 }, async () => {
-    const c = child('run-server.ts', { ADDRESS: '' });
+  it('prints "all interfaces" when no address is set', { timeout: 20_000 }, async (t) => {
+    const c = fixture(t, 'run-server.ts', { ADDRESS: '' });
     await c.line(/listening on http:\/\/localhost:\d+ \(all interfaces\)\n/);
-    c.proc.kill('SIGINT');
-    const result = await c.exited;
-    assert.equal(result.code, 0, result.stderr);
+    const result = await c.stop('SIGINT');
+    assert.equal(result.code, 0, `exited with 0: ${result.stderr}`);
     assert.match(result.stdout, /stopped \(SIGINT\)\n$/, 'names the signal');
   });
 
-  it('exits with 1 on SIGINT when the storage fails to close', { timeout: 20_000 }, async () => {
-    const c = child('run-server.ts', { FAIL_CLOSE: '1' });
+  it('exits with 1 on SIGINT when the storage fails to close', { timeout: 20_000 }, async (t) => {
+    const c = fixture(t, 'run-server.ts', { FAIL_CLOSE: '1' });
     await c.line(/listening on/);
-    c.proc.kill('SIGINT');
-    const result = await c.exited;
-    assert.equal(result.killed, false, 'exited by itself');
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /close failed/);
+    const result = await c.stop('SIGINT');
+    assert.equal(result.signal, null, 'exited by itself');
+    assert.equal(result.code, 1, 'a storage that fails to close makes the exit code 1');
+    assert.match(result.stderr, /close failed/, "stderr shows the storage's close failure");
   });
 
-  it('lets a program that starts and closes a server exit by itself', { timeout: 20_000 }, async () => {
-    const c = child('start-close.ts');
-    const result = await c.exited;
-    assert.equal(result.killed, false, 'the safety kill fired: something kept the process alive');
-    assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /served 200, closed\n/);
+  it('lets a program that starts and closes a server exit by itself', { timeout: 20_000 }, async (t) => {
+    // Were something to keep the process alive, the safety kill would end it and fail this wait.
+    const result = await fixture(t, 'start-close.ts').exited;
+    assert.equal(result.signal, null, 'exited by itself');
+    assert.equal(result.code, 0, `exited with 0: ${result.stderr}`);
+    assert.match(result.stdout, /served 200, closed\n/, 'the program served its request and closed');
   });
 });
 
@@ -1017,8 +976,8 @@ describe('HTTP limits from node:http', () => {
       });
     });
     const reply = await send(s.port, '/', { headers: { 'x-big': 'a'.repeat(17 * 1024) } });
-    assert.equal(reply.status, 431);
-    assert.equal(handled, 0);
+    assert.equal(reply.status, 431, 'a 17 KiB header block is refused with 431');
+    assert.equal(handled, 0, 'the handler never ran');
   });
 });
 
@@ -1027,12 +986,12 @@ describe('later changes', () => {
     const s = await serve(t, { sessionStorage: new MemoryStorage() }, (s) => {
       s.get('/x', (r) => r.response.write('x'));
     });
-    assert.equal((await send(s.port, '/x')).body, 'x');
+    assert.equal((await send(s.port, '/x')).body, 'x', 'the route answers before the middleware is added');
     s.use(async (r, next) => {
       r.response.header('x-late', 'yes');
       await next();
     });
-    assert.equal((await send(s.port, '/x')).headers['x-late'], 'yes');
+    assert.equal((await send(s.port, '/x')).headers['x-late'], 'yes', 'middleware added after the first request runs for the next');
   });
 
   it('gives r.cookie.set the server\'s cookiePath, cookieDomain and cookieSameSite', async (t) => {
@@ -1042,6 +1001,6 @@ describe('later changes', () => {
         r.response.write('ok');
       });
     });
-    assert.deepEqual((await send(s.port, '/app/c')).setCookies, ['theme=dark; Domain=example.com; Path=/app; SameSite=Strict']);
+    assert.deepEqual((await send(s.port, '/app/c')).setCookies, ['theme=dark; Domain=example.com; Path=/app; SameSite=Strict'], "r.cookie.set takes the server's cookiePath, cookieDomain and cookieSameSite");
   });
 });

@@ -4,7 +4,7 @@ import { HttpError, MemoryStorage, Server, type SessionData, generateId } from '
 import { isValidId } from '../lib/id.js';
 import type { TestContext } from 'node:test';
 import type { Storage } from '../lib/storage.js';
-import { Barrier, Clock, GatedStorage, Jar, SpyStorage, cookieValue, deferred, send, serve, turn, waitFor } from './helpers.js';
+import { Barrier, Clock, FailingStorage, GatedStorage, Jar, SpyStorage, cookieValue, deferred, send, serve, turn, waitFor } from './helpers.js';
 
 /** The seed's routes, plus a few more used below. */
 function seed(s: Server): void {
@@ -46,29 +46,29 @@ describe('the session over HTTP', () => {
       s.all('/all', (r) => r.response.write(r.session.data()));
     });
     const jar = new Jar();
-    assert.equal((await jar.send(s.port, '/set?k=k1&v=v1')).body, 'ok');
+    assert.equal((await jar.send(s.port, '/set?k=k1&v=v1')).body, 'ok', '/set answers ok');
     await jar.send(s.port, '/set?k=k2&v=v2');
-    assert.equal((await jar.send(s.port, '/get?k=k1')).body, 'v1');
-    assert.equal((await jar.send(s.port, '/get?k=k2')).body, 'v2');
+    assert.equal((await jar.send(s.port, '/get?k=k1')).body, 'v1', 'k1 reads back');
+    assert.equal((await jar.send(s.port, '/get?k=k2')).body, 'v2', 'k2 reads back');
     await jar.send(s.port, '/remove?k=k1');
-    assert.equal((await jar.send(s.port, '/get?k=k1')).body, '');
-    assert.equal((await jar.send(s.port, '/all')).body, '{"k2":"v2"}');
+    assert.equal((await jar.send(s.port, '/get?k=k1')).body, '', 'a removed key reads as nothing');
+    assert.equal((await jar.send(s.port, '/all')).body, '{"k2":"v2"}', 'the session holds only the key left');
     await jar.send(s.port, '/clear');
-    assert.equal((await jar.send(s.port, '/all')).body, '{}');
+    assert.equal((await jar.send(s.port, '/all')).body, '{}', 'removeAll left an empty session');
   });
 
   it('reads the id from a header when no cookie carries it', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionIdName: 'token' }, seed);
     const first = await send(s.port, '/set');
     const id = cookieValue(first.setCookies, 'token') as string;
-    assert.ok(isValidId(id));
+    assert.ok(isValidId(id), 'the id is issued in a cookie named by sessionIdName');
     const got = await send(s.port, '/get', { headers: { token: id } });
-    assert.equal(got.body, '{"time":1700000000}');
+    assert.equal(got.body, '{"time":1700000000}', 'the id sent in a header of that name loads the session');
     // The cookie wins over the header.
     const other = await send(s.port, '/set');
     const otherId = cookieValue(other.setCookies, 'token') as string;
     const both = await send(s.port, '/get', { headers: { token: id, cookie: `token=${otherId}` } });
-    assert.equal(both.body, '{"time":1700000000}');
+    assert.equal(both.body, '{"time":1700000000}', 'the id in the cookie wins over the one in the header');
   });
 
   it('uses a custom id generator and validator', async (t) => {
@@ -87,21 +87,21 @@ describe('the session over HTTP', () => {
     );
     const jar = new Jar();
     await jar.send(s.port, '/set');
-    assert.equal(jar.cookies.get('sid'), `custom-1-${'x'.repeat(20)}`);
-    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
-    assert.equal((await jar.send(s.port, '/id')).body, `custom-1-${'x'.repeat(20)}`);
+    assert.equal(jar.cookies.get('sid'), `custom-1-${'x'.repeat(20)}`, 'the cookie carries the id the custom generator made');
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', 'an id the custom validator accepts loads its session');
+    assert.equal((await jar.send(s.port, '/id')).body, `custom-1-${'x'.repeat(20)}`, 'r.session.id is the custom id');
   });
 
   it('refuses a generator without a validator, and ids the validator refuses', async (t) => {
-    assert.throws(() => new Server({ sessionIdGenerator: () => 'x' }), /together/);
+    assert.throws(() => new Server({ sessionIdGenerator: () => 'x' }), /together/, 'a generator without a validator is refused');
     const errors: unknown[] = [];
     const s = await serve(
       t,
       { sessionStorage: new MemoryStorage(), sessionIdGenerator: () => 'bad', sessionIdValidator: () => false, onError: (e) => errors.push(e) },
       seed,
     );
-    assert.equal((await send(s.port, '/set')).status, 500);
-    assert.match(String(errors[0]), /sessionIdGenerator/);
+    assert.equal((await send(s.port, '/set')).status, 500, 'a generated id the validator refuses fails the request with 500');
+    assert.match(String(errors[0]), /sessionIdGenerator/, 'the error names the sessionIdGenerator');
   });
 
   it('regenerates with and without the data, deleting the old record', async (t) => {
@@ -119,18 +119,18 @@ describe('the session over HTTP', () => {
     await jar.send(s.port, '/set');
     const first = jar.cookies.get('sid') as string;
     const regen = await jar.send(s.port, '/regen');
-    assert.equal(regen.body, 'new');
-    assert.equal(regen.headers['cache-control'], 'no-store');
+    assert.equal(regen.body, 'new', 'regenerate gave the session a new id, r.session.id included');
+    assert.equal(regen.headers['cache-control'], 'no-store', 'a regenerated session is sent with Cache-Control: no-store');
     const second = jar.cookies.get('sid') as string;
-    assert.notEqual(second, first);
-    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
-    assert.equal(await storage.get(first), undefined);
+    assert.notEqual(second, first, 'the cookie carries the new id');
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', 'the data moved to the new id');
+    assert.equal(await storage.get(first), undefined, 'the old record was deleted');
     // The old cookie replayed reads an empty session.
-    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid=${first}` } })).body, '{}');
+    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid=${first}` } })).body, '{}', 'the old id replayed reads an empty session');
     await jar.send(s.port, '/regen?keep=no');
-    assert.notEqual(jar.cookies.get('sid'), second);
-    assert.equal((await jar.send(s.port, '/get')).body, '{}');
-    assert.equal(await storage.get(second), undefined);
+    assert.notEqual(jar.cookies.get('sid'), second, 'regenerate without the data gave another new id');
+    assert.equal((await jar.send(s.port, '/get')).body, '{}', 'regenerate without the data left an empty session');
+    assert.equal(await storage.get(second), undefined, 'the record before that regenerate was deleted too');
   });
 
   it('destroys: record deleted, cookie expired with the same Path and Domain', async (t) => {
@@ -145,14 +145,14 @@ describe('the session over HTTP', () => {
     const set = await send(s.port, '/set');
     const id = cookieValue(set.setCookies, 'sid') as string;
     const out = await send(s.port, '/logout', { headers: { cookie: `sid=${id}` } });
-    assert.equal(out.body, 'gone');
+    assert.equal(out.body, 'gone', 'after destroy the session has no id and no data');
     const line = out.setCookies.find((c) => c.startsWith('sid=')) as string;
-    assert.match(line, /^sid=; Max-Age=0; Domain=example\.com; Path=\//);
-    assert.equal(out.headers['cache-control'], 'no-store');
-    assert.equal(await storage.get(id), undefined);
+    assert.match(line, /^sid=; Max-Age=0; Domain=example\.com; Path=\//, 'the cookie is expired with the Domain and Path it was set with');
+    assert.equal(out.headers['cache-control'], 'no-store', 'a destroy is sent with Cache-Control: no-store');
+    assert.equal(await storage.get(id), undefined, 'the record was deleted');
     const replay = await send(s.port, '/get', { headers: { cookie: `sid=${id}` } });
-    assert.equal(replay.body, '{}');
-    assert.deepEqual(replay.setCookies, []);
+    assert.equal(replay.body, '{}', 'the destroyed id replayed reads an empty session');
+    assert.deepEqual(replay.setCookies, [], 'the destroyed id replayed gets no cookie');
   });
 
   it('gives a write on a destroyed session a new id', async (t) => {
@@ -167,10 +167,10 @@ describe('the session over HTTP', () => {
     const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
     const out = await send(s.port, '/relogin', { headers: { cookie: `sid=${id}` } });
     const next = cookieValue(out.setCookies, 'sid') as string;
-    assert.ok(isValidId(next));
-    assert.notEqual(next, id);
-    assert.equal(out.setCookies.length, 1);
-    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid=${next}` } })).body, '{"user":"b"}');
+    assert.ok(isValidId(next), 'a write after destroy issues a new id');
+    assert.notEqual(next, id, 'the new id is not the destroyed one');
+    assert.equal(out.setCookies.length, 1, 'one Set-Cookie: the new id, no expiry of the old one besides');
+    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid=${next}` } })).body, '{"user":"b"}', 'the write after destroy is stored under the new id');
   });
 });
 
@@ -181,9 +181,9 @@ describe('strict ids', () => {
     const forged = 'A'.repeat(43);
     const out = await send(s.port, '/set', { headers: { cookie: `sid=${forged}` } });
     const issued = cookieValue(out.setCookies, 'sid');
-    assert.ok(issued !== undefined && issued !== forged);
-    assert.equal(spy.calls.filter((c) => c.method === 'set' && c.id === forged).length, 0);
-    assert.equal(await spy.inner.get(forged), undefined);
+    assert.ok(issued !== undefined && issued !== forged, 'a forged id gets a fresh id instead of being adopted');
+    assert.equal(spy.calls.filter((c) => c.method === 'set' && c.id === forged).length, 0, 'nothing was written under the forged id');
+    assert.equal(await spy.inner.get(forged), undefined, 'no record exists under the forged id');
   });
 
   it('makes no storage call for a malformed id', async (t) => {
@@ -194,15 +194,15 @@ describe('strict ids', () => {
       await send(s.port, '/get', { headers: { cookie: `sid=${id}` } });
       await send(s.port, '/get', { headers: { sid: id } });
     }
-    assert.deepEqual(spy.calls, []);
+    assert.deepEqual(spy.calls, [], 'a malformed id, in a cookie or a header, costs no storage call');
   });
 
   it('treats prototype names in cookies as absent and leaves Object.prototype alone', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionIdName: 'constructor' }, seed);
     const out = await send(s.port, '/get', { headers: { cookie: '__proto__=x; constructor=y; hasOwnProperty=z' } });
-    assert.equal(out.body, '{}');
-    assert.equal(({} as Record<string, unknown>)['x'], undefined);
-    assert.equal(Object.prototype.hasOwnProperty, Object.getOwnPropertyDescriptor(Object.prototype, 'hasOwnProperty')?.value);
+    assert.equal(out.body, '{}', 'prototype names in the Cookie header give no session');
+    assert.equal(({} as Record<string, unknown>)['x'], undefined, 'Object.prototype was not polluted');
+    assert.equal(Object.prototype.hasOwnProperty, Object.getOwnPropertyDescriptor(Object.prototype, 'hasOwnProperty')?.value, 'Object.prototype.hasOwnProperty was not replaced');
   });
 });
 
@@ -229,9 +229,9 @@ describe('lazy sessions', () => {
       );
       for (const r of replies) cookies += r.setCookies.length;
     }
-    assert.equal(cookies, 0);
-    assert.equal(storage.size, 0);
-    assert.deepEqual(spy.calls, []);
+    assert.equal(cookies, 0, 'requests that only read or remove get no cookie');
+    assert.equal(storage.size, 0, 'nothing was stored');
+    assert.deepEqual(spy.calls, [], 'requests that carry no id and do not write make no storage call');
   });
 
   it('loads with one storage call and touches a clean session once', async (t) => {
@@ -241,7 +241,7 @@ describe('lazy sessions', () => {
     await jar.send(s.port, '/set');
     spy.calls.length = 0;
     await jar.send(s.port, '/get');
-    assert.deepEqual(spy.calls.map((c) => c.method), ['get', 'touch']);
+    assert.deepEqual(spy.calls.map((c) => c.method), ['get', 'touch'], 'a read of a clean session is one get and one touch');
   });
 });
 
@@ -271,7 +271,7 @@ describe('session values', () => {
       });
     });
     const out = await send(s.port, '/bad');
-    assert.equal(out.body, 'TypeError,TypeError,TypeError,TypeError,TypeError,TypeError,map refused,{"ok":1}');
+    assert.equal(out.body, 'TypeError,TypeError,TypeError,TypeError,TypeError,TypeError,map refused,{"ok":1}', 'every value JSON cannot hold is refused with a TypeError, a bad map is refused whole, the session unchanged');
   });
 
   it('loads stored data as plain JSON: __proto__ grants nothing', async (t) => {
@@ -282,8 +282,8 @@ describe('session values', () => {
     const id = (await import('../lib/id.js')).generateId();
     await storage.set(id, JSON.parse('{"__proto__":{"admin":true},"user":"u"}') as SessionData, 60_000);
     const out = await send(s.port, '/admin', { headers: { cookie: `sid=${id}` } });
-    assert.equal(out.body, 'undefined,false');
-    assert.equal(({} as Record<string, unknown>)['admin'], undefined);
+    assert.equal(out.body, 'undefined,false', 'a stored __proto__ key grants no admin, and constructor is no key');
+    assert.equal(({} as Record<string, unknown>)['admin'], undefined, 'Object.prototype was not polluted');
   });
 
   it('types values with the server\'s data type and copies objects', async (t) => {
@@ -302,7 +302,7 @@ describe('session values', () => {
         r.response.write({ cart: r.session.get('cart'), time: time ?? null, dirty: r.session.isDirty });
       });
     });
-    assert.equal((await send(s.port, '/cart')).body, '{"cart":{"items":["a"]},"time":null,"dirty":true}');
+    assert.equal((await send(s.port, '/cart')).body, '{"cart":{"items":["a"]},"time":null,"dirty":true}', 'set and get copy objects, and get is typed by the data type');
   });
 
   it('fails a request whose session is over sessionMaxSize, writing nothing', async (t) => {
@@ -315,10 +315,10 @@ describe('session values', () => {
       });
     });
     const out = await send(s.port, '/big');
-    assert.equal(out.status, 500);
-    assert.deepEqual(out.setCookies, []);
-    assert.equal(storage.size, 0);
-    assert.match(String(errors[0]), /sessionMaxSize/);
+    assert.equal(out.status, 500, 'a session over sessionMaxSize fails the request with 500');
+    assert.deepEqual(out.setCookies, [], 'the failed request sets no cookie');
+    assert.equal(storage.size, 0, 'nothing was stored');
+    assert.match(String(errors[0]), /sessionMaxSize/, 'the error names sessionMaxSize');
   });
 });
 
@@ -330,12 +330,12 @@ describe('expiry', () => {
     const jar = new Jar();
     await jar.send(s.port, '/set');
     clock.advance(50_000);
-    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', 'the session is live 50 s after the write');
     // The read extended it: 50 s more is still within a minute of the last use.
     clock.advance(50_000);
-    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', 'the read extended the life: live 50 s after it');
     clock.advance(60_000);
-    assert.equal((await jar.send(s.port, '/get')).body, '{}');
+    assert.equal((await jar.send(s.port, '/get')).body, '{}', 'the session is gone 60 s after the last use');
   });
 
   it('runs GoFrame\'s storage script: set keys and maps, size, has, remove, removeAll, expiry', async (t) => {
@@ -361,14 +361,14 @@ describe('expiry', () => {
       s.all('/size', (r) => r.response.write(r.session.size));
     });
     const jar = new Jar();
-    assert.equal((await jar.send(s.port, '/write')).body, '4');
-    assert.equal((await jar.send(s.port, '/read')).body, '["v1","v3",4,true,false,3]');
-    assert.equal((await jar.send(s.port, '/size')).body, '3');
-    assert.equal((await jar.send(s.port, '/clear')).body, '0');
-    assert.equal((await jar.send(s.port, '/size')).body, '0');
+    assert.equal((await jar.send(s.port, '/write')).body, '4', 'set and setMap stored four keys');
+    assert.equal((await jar.send(s.port, '/read')).body, '["v1","v3",4,true,false,3]', 'get, size and has see the stored keys, and remove of a missing key changes nothing');
+    assert.equal((await jar.send(s.port, '/size')).body, '3', 'the removal was stored');
+    assert.equal((await jar.send(s.port, '/clear')).body, '0', 'removeAll left an empty session');
+    assert.equal((await jar.send(s.port, '/size')).body, '0', 'the empty session was stored');
     await jar.send(s.port, '/write');
     clock.advance(60_001);
-    assert.equal((await jar.send(s.port, '/size')).body, '0');
+    assert.equal((await jar.send(s.port, '/size')).body, '0', 'the session expired past sessionMaxAge');
   });
 });
 
@@ -376,9 +376,9 @@ describe('the session cookie', () => {
   it('has the default attributes and Max-Age of the session', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionMaxAge: '1h' }, seed);
     const out = await send(s.port, '/set');
-    assert.equal(out.setCookies.length, 1);
-    assert.match(out.setCookies[0] as string, /^sid=[A-Za-z0-9_-]{43}; Max-Age=3600; Path=\/; HttpOnly; SameSite=Lax$/);
-    assert.equal(out.headers['cache-control'], 'no-store');
+    assert.equal(out.setCookies.length, 1, 'one Set-Cookie for the session');
+    assert.match(out.setCookies[0] as string, /^sid=[A-Za-z0-9_-]{43}; Max-Age=3600; Path=\/; HttpOnly; SameSite=Lax$/, 'the cookie has the default attributes and the Max-Age of sessionMaxAge');
+    assert.equal(out.headers['cache-control'], 'no-store', 'a new session is sent with Cache-Control: no-store');
   });
 
   it('is Secure behind a trusted proxy that says https, and only then', async (t) => {
@@ -386,13 +386,13 @@ describe('the session cookie', () => {
     const logger = { info: () => undefined, warn: (m: string) => warnings.push(m), error: () => undefined };
     const trusted = await serve(t, { sessionStorage: new MemoryStorage(), trustProxy: true, logger }, seed);
     const a = await send(trusted.port, '/set', { headers: { 'x-forwarded-proto': 'https' } });
-    assert.match(a.setCookies[0] as string, /; Secure/);
+    assert.match(a.setCookies[0] as string, /; Secure/, 'a trusted proxy that says https gives a Secure cookie');
     const untrusted = await serve(t, { sessionStorage: new MemoryStorage(), logger }, seed);
     const b = await send(untrusted.port, '/set', { headers: { 'x-forwarded-proto': 'https' } });
     await send(untrusted.port, '/set', { headers: { 'x-forwarded-proto': 'https' } });
-    assert.doesNotMatch(b.setCookies[0] as string, /Secure/);
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0] as string, /trustProxy/);
+    assert.doesNotMatch(b.setCookies[0] as string, /Secure/, 'an untrusted X-Forwarded-Proto: https gives no Secure cookie');
+    assert.equal(warnings.length, 1, 'the ignored X-Forwarded-Proto warns once, not per request');
+    assert.match(warnings[0] as string, /trustProxy/, 'the warning names trustProxy');
   });
 
   it('warns once when a Secure cookie goes out over plain HTTP', async (t) => {
@@ -401,8 +401,8 @@ describe('the session cookie', () => {
     const s = await serve(t, { sessionStorage: new MemoryStorage(), cookieSecure: true, logger }, seed);
     const out = await send(s.port, '/set');
     await send(s.port, '/set');
-    assert.match(out.setCookies[0] as string, /; Secure/);
-    assert.equal(warnings.length, 1);
+    assert.match(out.setCookies[0] as string, /; Secure/, 'cookieSecure: true gives a Secure cookie over plain HTTP');
+    assert.equal(warnings.length, 1, 'the Secure cookie over plain HTTP warns once, not per request');
   });
 
   it('refreshes on read-only requests at most once a minute', async (t) => {
@@ -410,13 +410,13 @@ describe('the session cookie', () => {
     const s = await serve(t, { sessionStorage: new MemoryStorage({ now: clock.now }), now: clock.now }, seed);
     const jar = new Jar();
     await jar.send(s.port, '/set');
-    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0);
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'a read right after the write sends no cookie');
     clock.advance(30_000);
-    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0);
+    assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'a read 30 s later sends no cookie');
     clock.advance(31_000);
     const refreshed = await jar.send(s.port, '/get');
-    assert.equal(refreshed.setCookies.length, 1);
-    assert.equal(refreshed.headers['cache-control'], 'no-store');
+    assert.equal(refreshed.setCookies.length, 1, 'a read past a minute refreshes the cookie');
+    assert.equal(refreshed.headers['cache-control'], 'no-store', 'a refreshed cookie is sent with Cache-Control: no-store');
     assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'refreshed once per interval');
     // A write of the value already stored is no change: no write, no cookie.
     assert.equal((await jar.send(s.port, '/set')).setCookies.length, 0, 'setting the same value is a read');
@@ -427,7 +427,7 @@ describe('the session cookie', () => {
   it('makes a browser-session cookie with sessionCookieMaxAge 0', async (t) => {
     const s = await serve(t, { sessionStorage: new MemoryStorage(), sessionCookieMaxAge: 0 }, seed);
     const out = await send(s.port, '/set');
-    assert.doesNotMatch(out.setCookies[0] as string, /Max-Age/);
+    assert.doesNotMatch(out.setCookies[0] as string, /Max-Age/, 'sessionCookieMaxAge 0 gives a cookie without Max-Age');
   });
 
   it('sends no cookie with sessionCookieOutput false, and the session still works by header', async (t) => {
@@ -440,9 +440,9 @@ describe('the session cookie', () => {
     });
     s.setSessionCookieOutput(false);
     const out = await send(s.port, '/id');
-    assert.deepEqual(out.setCookies, []);
-    assert.equal(out.headers['cache-control'], undefined);
-    assert.equal((await send(s.port, '/get', { headers: { sid: out.body } })).body, '{"x":1}');
+    assert.deepEqual(out.setCookies, [], 'sessionCookieOutput false sends no cookie');
+    assert.equal(out.headers['cache-control'], undefined, 'without a session cookie, no Cache-Control is added');
+    assert.equal((await send(s.port, '/get', { headers: { sid: out.body } })).body, '{"x":1}', 'the id sent in a header loads the session');
   });
 
   it('keeps the handler\'s own Cache-Control and cookies, one Set-Cookie per name', async (t) => {
@@ -457,11 +457,11 @@ describe('the session cookie', () => {
       });
     });
     const out = await send(s.port, '/mixed');
-    assert.equal(out.headers['cache-control'], 'private, max-age=0');
+    assert.equal(out.headers['cache-control'], 'private, max-age=0', "the handler's own Cache-Control is kept");
     const names = out.setCookies.map((c) => c.split('=', 1)[0]);
-    assert.deepEqual(names.sort(), ['sid', 'theme']);
-    assert.equal(cookieValue(out.setCookies, 'theme'), 'light');
-    assert.ok(isValidId(cookieValue(out.setCookies, 'sid') as string));
+    assert.deepEqual(names.sort(), ['sid', 'theme'], "one Set-Cookie per name: the server's sid replaces the handler's");
+    assert.equal(cookieValue(out.setCookies, 'theme'), 'light', 'the last value the handler set for theme is sent');
+    assert.ok(isValidId(cookieValue(out.setCookies, 'sid') as string), 'the sid sent is an issued id, not the value the handler set');
   });
 });
 
@@ -643,7 +643,7 @@ describe('duplicate session cookies', () => {
     ];
     for (const [what, cookie, body] of cases) {
       const out = await send(s.port, '/get', { headers: { cookie } });
-      assert.equal(out.body, body, what);
+      assert.equal(out.body, body, `${what}: the live session is adopted`);
     }
     // At most four values are considered: a fifth costs no storage call and is not adopted.
     const from = spy.calls.length;
@@ -858,9 +858,9 @@ describe('concurrency', () => {
       await send(s.port, end, { headers: { cookie: `sid=${id}` } });
       release();
       const late = await slow;
-      assert.equal(late.status, 200);
-      assert.deepEqual(late.setCookies, []);
-      assert.equal(await storage.get(id), undefined, end);
+      assert.equal(late.status, 200, `${end}: the slow request still succeeds`);
+      assert.deepEqual(late.setCookies, [], `${end}: the slow request sends no cookie for the ended session`);
+      assert.equal(await storage.get(id), undefined, `${end}: the slow request did not bring the session back`);
     }
   });
 });
@@ -868,26 +868,20 @@ describe('concurrency', () => {
 describe('storage failures', () => {
   it('answers 503 when a write fails, and when a read fails, never an empty session', async (t) => {
     const errors: unknown[] = [];
-    const inner = new MemoryStorage();
-    let failing = false;
-    const storage = {
-      get: (id: string) => (failing ? Promise.reject(Object.assign(new Error('EIO'), { code: 'EIO' })) : inner.get(id)),
-      set: (id: string, data: SessionData, ttl: number) => (failing ? Promise.reject(new Error('disk')) : inner.set(id, data, ttl)),
-      touch: (id: string, ttl: number) => inner.touch(id, ttl),
-      remove: (id: string) => inner.remove(id),
-    };
+    // A user's storage without the optional methods, whose reads and writes break on demand.
+    const storage = new FailingStorage(new MemoryStorage(), { optional: false });
     const s = await serve(t, { sessionStorage: storage, onError: (e) => errors.push(e) }, seed);
     const jar = new Jar();
     await jar.send(s.port, '/set');
-    failing = true;
+    storage.fail('get', () => Object.assign(new Error('EIO'), { code: 'EIO' })).fail('set', () => new Error('disk'));
     const w = await jar.send(s.port, '/set');
-    assert.equal(w.status, 503);
-    assert.equal(w.body, 'Service Unavailable');
+    assert.equal(w.status, 503, 'a failing storage answers 503');
+    assert.equal(w.body, 'Service Unavailable', 'the 503 shows only its status text');
     const r = await jar.send(s.port, '/get');
-    assert.equal(r.status, 503);
-    assert.equal(errors.length, 2);
-    assert.equal((errors[0] as { code: string }).code, 'ESTORAGE');
-    failing = false;
-    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}');
+    assert.equal(r.status, 503, 'a failing read answers 503, never an empty session');
+    assert.equal(errors.length, 2, 'each failure is reported once');
+    assert.equal((errors[0] as { code: string }).code, 'ESTORAGE', 'the failure is reported as a StorageError');
+    storage.heal();
+    assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', 'once the storage heals, the session is there again');
   });
 });

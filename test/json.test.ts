@@ -1,0 +1,61 @@
+/** lib/json.ts: session values are JSON values, copied on the way in and out. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MAX_DEPTH, cloneJson, toJsonValue } from '../lib/json.js';
+
+describe('toJsonValue', () => {
+  it('copies JSON values', () => {
+    const input = { a: [1, 'two', true, null, { b: 2 }] };
+    const out = toJsonValue(input, 'k');
+    assert.deepEqual(out, input, 'the copy holds the same values');
+    assert.notEqual(out, input, 'the copy is a new object');
+    input.a.push(3);
+    assert.equal((out as { a: unknown[] }).a.length, 5, 'a later change of the input does not reach the copy');
+  });
+  const bad: [string, unknown][] = [
+    ['a function', () => 1], ['a symbol', Symbol('s')], ['a bigint', 1n], ['undefined', undefined], ['NaN', NaN],
+    ['Infinity', Infinity], ['a Date', new Date()], ['a Map', new Map()], ['a nested function', { a: { b: () => 1 } }],
+    ['a nested undefined', [1, undefined]], ['a class instance', new (class Foo {})()],
+  ];
+  for (const [name, value] of bad) {
+    it(`refuses ${name}`, () =>
+      assert.throws(
+        () => toJsonValue(value, 'k'),
+        (e: unknown) => e instanceof TypeError && /session value "k/.test(e.message),
+        `${name} is refused with a TypeError naming the session key`,
+      ));
+  }
+  it('refuses a cycle', () => {
+    const a: Record<string, unknown> = {};
+    a['self'] = { a };
+    assert.throws(() => toJsonValue(a, 'k'), /cycle/, 'a value that contains itself is refused as a cycle');
+  });
+  it('accepts a value seen twice without a cycle', () => {
+    const shared = { x: 1 };
+    assert.deepEqual(toJsonValue({ a: shared, b: shared }, 'k'), { a: { x: 1 }, b: { x: 1 } }, 'one object under two keys is copied twice, not taken for a cycle');
+  });
+  it('refuses nesting deeper than the limit', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < MAX_DEPTH + 1; i++) deep = [deep];
+    assert.throws(() => toJsonValue(deep, 'k'), /deeper/, 'a value nested past MAX_DEPTH is refused');
+  });
+  it('keeps a __proto__ key as data, never as a prototype', () => {
+    const input = JSON.parse('{"__proto__":{"admin":true}}') as unknown;
+    const out = toJsonValue(input, 'k') as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(out), Object.prototype, "the copy's prototype is still Object.prototype");
+    assert.equal(out['admin'], undefined, 'the __proto__ value did not become inherited properties');
+    assert.deepEqual(Object.keys(out), ['__proto__'], '__proto__ is kept as an own key');
+    assert.equal(({} as Record<string, unknown>)['admin'], undefined, 'Object.prototype was not polluted');
+    const nullProto = Object.create(null) as Record<string, unknown>;
+    nullProto['x'] = 1;
+    assert.deepEqual(toJsonValue(nullProto, 'k'), { x: 1 }, 'an object without a prototype is accepted as plain data');
+  });
+  it('clones objects and passes primitives through', () => {
+    const v = { a: [1] };
+    const c = cloneJson(v);
+    assert.deepEqual(c, v, 'the clone holds the same values');
+    assert.notEqual(c, v, 'the clone is a new object');
+    assert.equal(cloneJson(5), 5, 'a number is passed through');
+    assert.equal(cloneJson(undefined), undefined, 'undefined is passed through');
+  });
+});
