@@ -9,53 +9,62 @@
  * the saved trips are what counts: 102 µs of CPU a write against 205 through the pool. Through
  * HTTP, with the load generator on the same cores, four threads served 2 700-3 300 writes/s
  * against 1 900-2 000 for one.
+ *
+ * A thread runs lib/writer-thread.ts (the write routine the thread pool path shares), loaded by a
+ * few lines of bootstrap: from `dist/` the compiled `writer-thread.js`; from the TypeScript
+ * sources (this project's tests, run under tsx) the `.ts` file, with tsx registered in the
+ * thread first, as tsx registers itself in the main thread only on Node 20. (tsx's ESM loader,
+ * not its faster CommonJS hook: the thread must compile the module as the main thread does, or a
+ * coverage run maps one thread's counts through the other's source map.)
  */
 import { Worker } from 'node:worker_threads';
+import { STOP, type WriteReply, type WriteRequest } from './writer-thread.js';
 
 /**
- * The thread's code: plain CommonJS given as a string, so it runs the same from `dist/` and from
- * the TypeScript sources, and loads no loader. It answers every message once: `err` is `null`
- * when the file is in place.
+ * @internal A module a writer thread imports before it serves: its default export is called with
+ * the thread's `WriteIo` (which it may wrap) and `data`. Tests inject faults and watch calls
+ * there, on the real threads; nothing else uses it.
  */
-const SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
-const FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-parentPort.on('message', ({ id, tmp, file, content, fsync }) => {
-  let fd;
+export interface WriterHooks {
+  /** The module's URL. */
+  readonly module: string;
+  /** Passed to the module's default export; structured-cloned into the thread. */
+  readonly data?: unknown;
+}
+
+/** Whether this module runs from its TypeScript source rather than from `dist/`. */
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+/** The thread's code, next to this module. */
+const ENTRY = new URL(FROM_SOURCE ? './writer-thread.ts' : './writer-thread.js', import.meta.url).href;
+/** tsx's API, to register it in the thread, when running from the sources. */
+const TSX = FROM_SOURCE ? resolveQuietly('tsx/esm/api') : undefined;
+
+function resolveQuietly(specifier: string): string | undefined {
   try {
-    fd = fs.openSync(tmp, FLAGS, 0o600);
-    fs.writeSync(fd, content);
-    if (fsync) fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-    if (fsync) {
-      const dir = fs.openSync(require('node:path').dirname(file), 'r');
-      try { fs.fsyncSync(dir); } finally { fs.closeSync(dir); }
-    }
-    parentPort.postMessage({ id, err: null });
-  } catch (e) {
-    try { if (fd !== undefined) fs.closeSync(fd); } catch {}
-    try { fs.unlinkSync(tmp); } catch {}
-    parentPort.postMessage({ id, err: { code: typeof e.code === 'string' ? e.code : undefined, message: String(e.message) } });
+    return import.meta.resolve(specifier);
+  } catch {
+    return undefined;
   }
-});
+}
+
+/**
+ * Loads the thread's module (and the hooks module, if any) and serves. CommonJS, given as a
+ * string: nothing to resolve before the thread knows where its module is. An error here fails
+ * the thread's writes (`'error'`).
+ */
+const BOOTSTRAP = `
+const { workerData: { entry, tsx, hooks } } = require('node:worker_threads');
+(async () => {
+  if (tsx !== undefined) (await import(tsx)).register();
+  const thread = await import(entry);
+  if (hooks !== undefined) (await import(hooks.module)).default(thread.threadIo, hooks.data);
+  thread.serve();
+})();
 `;
 
 interface Pending {
   resolve(): void;
   reject(err: Error): void;
-}
-
-/** An error as the thread reports it, with the code `node:fs` gave. */
-export class WriteError extends Error {
-  readonly code: string | undefined;
-  constructor(message: string, code: string | undefined) {
-    super(message);
-    this.name = 'WriteError';
-    this.code = code;
-  }
 }
 
 /**
@@ -67,28 +76,28 @@ export class WriteError extends Error {
 export class Writer {
   readonly #lanes: Lane[];
 
-  constructor(threads = 1) {
-    this.#lanes = Array.from({ length: Math.max(1, Math.floor(threads)) }, () => new Lane());
-  }
-
-  /** How many threads writes are spread over. */
-  get threads(): number {
-    return this.#lanes.length;
+  /**
+   * @param threads - how many threads (at least one)
+   * @param hooks - @internal see {@link WriterHooks}
+   */
+  constructor(threads: number, hooks?: WriterHooks) {
+    this.#lanes = Array.from({ length: Math.max(1, Math.floor(threads)) }, () => new Lane(hooks));
   }
 
   /**
-   * Creates `tmp` exclusively (0600, never through a link), writes `content`, optionally
-   * `fsync`s it and its folder, and renames it over `file`; on any error `tmp` is removed and
-   * the promise rejects with the file system's code. `lane` (any non-negative integer) picks the
-   * thread: give the same one for the same file.
+   * Creates `tmp` exclusively (0600, never through a link), writes every byte of `content`,
+   * optionally `fsync`s it and its folder, and renames it over `file`; on an error before the
+   * rename `tmp` is removed and the promise rejects with the file system's `code` (and
+   * `inPlace: true` when only the folder's sync failed). `lane` (any non-negative integer) picks
+   * the thread: give the same one for the same file.
    */
   write(tmp: string, file: string, content: string, fsync: boolean, lane = 0): Promise<void> {
     return (this.#lanes[lane % this.#lanes.length] as Lane).write(tmp, file, content, fsync);
   }
 
   /**
-   * Stops the threads at once: writes still under way reject with `EWRITER` (`FileStorage`
-   * waits for its own writes before it closes). A write after `close()` starts a thread again.
+   * Stops the threads once they answered the writes already asked (`FileStorage` waits for its
+   * own writes before it closes). A write after `close()` starts a thread again.
    */
   async close(): Promise<void> {
     await Promise.all(this.#lanes.map((l) => l.close()));
@@ -99,12 +108,26 @@ export class Writer {
 interface Thread {
   worker: Worker;
   pending: Map<number, Pending>;
+  exited: Promise<void>;
+}
+
+/** An error as a thread reports it, with the code `node:fs` gave. */
+function threadError(message: string, code: string | undefined, inPlace = false): Error {
+  const err = new Error(message) as Error & { code?: string; inPlace?: boolean };
+  if (code !== undefined) err.code = code;
+  if (inPlace) err.inPlace = true;
+  return err;
 }
 
 /** One writer thread, started again on the next write after it stopped. */
 class Lane {
+  readonly #hooks: WriterHooks | undefined;
   #thread: Thread | undefined;
   #seq = 0;
+
+  constructor(hooks: WriterHooks | undefined) {
+    this.#hooks = hooks;
+  }
 
   write(tmp: string, file: string, content: string, fsync: boolean): Promise<void> {
     const { worker, pending } = this.#thread ?? this.#start();
@@ -112,29 +135,36 @@ class Lane {
       const id = this.#seq++;
       if (pending.size === 0) worker.ref();
       pending.set(id, { resolve, reject });
-      worker.postMessage({ id, tmp, file, content, fsync });
+      worker.postMessage({ id, tmp, file, content, fsync } satisfies WriteRequest);
     });
   }
 
   async close(): Promise<void> {
     const thread = this.#thread;
     this.#thread = undefined;
-    if (thread !== undefined) await thread.worker.terminate();
+    if (thread === undefined) return;
+    // Asked, not terminated: the thread answers what it was given, then ends on its own (and a
+    // coverage run gets its profile).
+    thread.worker.ref();
+    thread.worker.postMessage(STOP);
+    await thread.exited;
   }
 
   #start(): Thread {
-    // execArgv: [] keeps loaders and flags of the main thread (such as tsx) out of the thread.
-    const worker = new Worker(SOURCE, { eval: true, execArgv: [] });
-    const thread: Thread = { worker, pending: new Map() };
+    // execArgv: [] keeps the main thread's loaders and flags out of the thread; tsx, when the
+    // sources run, is registered by the bootstrap instead.
+    const worker = new Worker(BOOTSTRAP, { eval: true, execArgv: [], workerData: { entry: ENTRY, tsx: TSX, hooks: this.#hooks } });
+    let exited!: () => void;
+    const thread: Thread = { worker, pending: new Map(), exited: new Promise<void>((resolve) => (exited = resolve)) };
     const { pending } = thread;
     worker.unref();
-    worker.on('message', ({ id, err }: { id: number; err: { code: string | undefined; message: string } | null }) => {
+    worker.on('message', ({ id, err }: WriteReply) => {
       const p = pending.get(id);
       if (p === undefined) return;
       pending.delete(id);
       if (pending.size === 0) worker.unref();
       if (err === null) p.resolve();
-      else p.reject(new WriteError(err.message, err.code));
+      else p.reject(threadError(err.message, err.code, err.inPlace));
     });
     // Fails this thread's writes only: a thread started since has its own.
     const fail = (err: Error): void => {
@@ -142,8 +172,11 @@ class Lane {
       for (const p of pending.values()) p.reject(err);
       pending.clear();
     };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new WriteError(`the writer thread stopped (exit code ${code})`, 'EWRITER')));
+    worker.on('error', (err) => fail(threadError(`the writer thread failed: ${err.message}`, 'EWRITER')));
+    worker.on('exit', (code) => {
+      fail(threadError(`the writer thread stopped (exit code ${code})`, 'EWRITER'));
+      exited();
+    });
     this.#thread = thread;
     return thread;
   }

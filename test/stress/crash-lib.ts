@@ -52,11 +52,16 @@ function write(agent: Agent, port: number, w: Writer): Promise<string | undefine
 }
 
 /**
- * Runs `rounds` rounds of: start the server, write from `sessions` × 2 concurrent writers (two
- * keys per session), SIGKILL it after a random number of acknowledgements, then open the folder
- * with a new `FileStorage` and check every acknowledged value (or a later one) is there.
+ * Runs `rounds` rounds of: start the server (its storage on `writerThreads` writer threads), write
+ * from `sessions` × 2 concurrent writers (two keys per session), SIGKILL it after a random number
+ * of acknowledgements, then open the folder with a new `FileStorage` (taking over the dead
+ * server's lock) and check every acknowledged value (or a later one) is there.
  */
-export async function crashRounds(dir: string, rounds: number, { sessions = 12, seed = 0x5eed, minAcks = 20, maxAcks = 400 } = {}): Promise<CrashReport> {
+export async function crashRounds(
+  dir: string,
+  rounds: number,
+  { sessions = 12, seed = 0x5eed, minAcks = 20, maxAcks = 400, writerThreads = 4 } = {},
+): Promise<CrashReport> {
   const rand = prng(seed);
   const report: CrashReport = { rounds: 0, failedRounds: 0, acknowledged: 0, lost: 0, unreadable: 0, details: [] };
   const writers: Writer[] = [];
@@ -65,7 +70,7 @@ export async function crashRounds(dir: string, rounds: number, { sessions = 12, 
     writers.push(first, { id: undefined, key: `b${i}`, acked: -1, next: 0 });
   }
   for (let round = 0; round < rounds; round++) {
-    const child = spawn(process.execPath, ['--import', 'tsx', SERVER, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', SERVER, dir, String(writerThreads)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const port = await new Promise<number>((resolve, reject) => {
@@ -141,7 +146,7 @@ export async function crashRounds(dir: string, rounds: number, { sessions = 12, 
 
 function countBad(dir: string): number {
   let n = 0;
-  for (const shard of readdirSync(dir)) {
+  for (const shard of readdirSync(dir).filter((name) => /^[0-9a-f]{2}$/.test(name))) {
     for (const name of readdirSync(join(dir, shard))) if (name.endsWith('.bad')) n++;
   }
   return n;

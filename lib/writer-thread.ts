@@ -1,0 +1,146 @@
+/**
+ * The one routine that writes a session file, shared by `FileStorage`'s writer threads and by
+ * Node's thread pool (`writerThreads: 0`): a temporary file created exclusively (mode 0600, never
+ * through a link), every byte written (a short write is continued; a write that makes no progress
+ * fails), optionally `fsync`ed, closed, renamed over the session's file, and with `fsync` the
+ * folder synced too. On an error before the rename the temporary file is removed and the previous
+ * file stays as it was.
+ *
+ * It is also the code of a writer thread: lib/writer.ts starts a thread that imports this module
+ * and calls {@link serve}. The module imports `node:` modules only and does nothing when imported.
+ */
+import { closeSync, constants as fsc, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { type MessagePort, parentPort } from 'node:worker_threads';
+
+/** A value, or a promise of one: a thread's calls are synchronous, the thread pool's are not. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * The file-system calls {@link writeAtomic} makes, with the signatures of `node:fs`'s synchronous
+ * functions (`write` from the file's current position). Tests wrap them to inject faults.
+ */
+export interface WriteIo {
+  open(path: string, flags: number, mode: number): MaybePromise<number>;
+  write(fd: number, buffer: Uint8Array, offset: number, length: number): MaybePromise<number>;
+  fsync(fd: number): MaybePromise<void>;
+  close(fd: number): MaybePromise<void>;
+  rename(from: string, to: string): MaybePromise<void>;
+  unlink(path: string): MaybePromise<void>;
+}
+
+/** Creates the temporary file: write only, exclusively (never an existing file), never through a link. */
+export const CREATE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+/** Opens a folder to sync it: it must be a folder, and not a link to one. */
+export const FOLDER_FLAGS = fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW;
+
+/**
+ * The error of a write whose file is in place but whose folder could not be synced: the new
+ * version replaced the previous one, but may not survive a power loss.
+ */
+export interface InPlaceError extends Error {
+  code?: string;
+  inPlace: true;
+}
+
+/**
+ * Writes `content` to `tmp` and renames it over `file`, through `io`. Rejects with the file
+ * system's error; before the rename, `tmp` is then removed and `file` is untouched. A failure to
+ * sync the folder after the rename rejects with an {@link InPlaceError}.
+ */
+export async function writeAtomic(io: WriteIo, tmp: string, file: string, content: string, fsync: boolean): Promise<void> {
+  const bytes = Buffer.from(content);
+  let fd: number | undefined;
+  try {
+    fd = await io.open(tmp, CREATE_FLAGS, 0o600);
+    for (let offset = 0; offset < bytes.length; ) {
+      const written = await io.write(fd, bytes, offset, bytes.length - offset);
+      // A regular file takes at least one byte or fails; zero would loop forever.
+      if (!(written > 0)) throw Object.assign(new Error(`a write made no progress at byte ${offset} of ${bytes.length}`), { code: 'ESHORTWRITE' });
+      offset += written;
+    }
+    if (fsync) await io.fsync(fd);
+    const open = fd;
+    fd = undefined;
+    await io.close(open);
+    await io.rename(tmp, file);
+  } catch (err) {
+    if (fd !== undefined) await settle(() => io.close(fd as number));
+    await settle(() => io.unlink(tmp));
+    throw err;
+  }
+  if (!fsync) return;
+  try {
+    const dir = await io.open(dirname(file), FOLDER_FLAGS, 0);
+    try {
+      await io.fsync(dir);
+    } finally {
+      await settle(() => io.close(dir));
+    }
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    throw Object.assign(new Error(`the folder of a written file could not be synced: ${String((err as Error | null)?.message)}`, { cause: err }), {
+      code: typeof code === 'string' ? code : undefined,
+      inPlace: true as const,
+    });
+  }
+}
+
+/** Runs a clean-up call, ignoring its failure: the error that made the clean-up needed is the one reported. */
+async function settle(call: () => MaybePromise<void>): Promise<void> {
+  try {
+    await call();
+  } catch {
+    // Nothing better to do: the temporary file, if left, is an orphan the sweep removes.
+  }
+}
+
+/** The synchronous calls of a writer thread: each blocks the thread, never the event loop. */
+export const threadIo: WriteIo = {
+  open: (path, flags, mode) => openSync(path, flags, mode),
+  write: (fd, buffer, offset, length) => writeSync(fd, buffer, offset, length),
+  fsync: (fd) => fsyncSync(fd),
+  close: (fd) => closeSync(fd),
+  rename: (from, to) => renameSync(from, to),
+  unlink: (path) => unlinkSync(path),
+};
+
+/** A write a thread is asked for. */
+export interface WriteRequest {
+  id: number;
+  tmp: string;
+  file: string;
+  content: string;
+  fsync: boolean;
+}
+
+/** A thread's answer: `err` is `null` when the file is in place. */
+export interface WriteReply {
+  id: number;
+  err: { message: string; code: string | undefined; inPlace: boolean } | null;
+}
+
+/** Asks a thread to stop once the writes before it are answered. */
+export const STOP = 'stop';
+
+/**
+ * Answers write requests on `port` (the thread's parent port) with {@link writeAtomic} over
+ * {@link threadIo}, one at a time and in order, until {@link STOP} arrives.
+ */
+export function serve(port: MessagePort | null = parentPort): void {
+  if (port === null) throw new TypeError('serve() runs in a writer thread');
+  port.on('message', (msg: WriteRequest | typeof STOP) => {
+    if (msg === STOP) {
+      // Ends the thread (not the process) even when a loader left a handle open in it.
+      port.close();
+      process.exit(0);
+    }
+    writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync).then(
+      () => port.postMessage({ id: msg.id, err: null } satisfies WriteReply),
+      (e: unknown) => {
+        const { code, message, inPlace } = (e ?? {}) as { code?: unknown; message?: unknown; inPlace?: unknown };
+        port.postMessage({ id: msg.id, err: { message: String(message), code: typeof code === 'string' ? code : undefined, inPlace: inPlace === true } } satisfies WriteReply);
+      },
+    );
+  });
+}

@@ -1,0 +1,222 @@
+/**
+ * FileStorage's writes under faults, on both write paths: the writer threads (the default,
+ * `writerThreads: 4`) and Node's thread pool (`writerThreads: 0`). One routine
+ * (lib/writer-thread.ts) serves both; the faults of test/fixtures/write-faults.ts are installed
+ * in the threads themselves (through `fsCalls.writerHooks`) or on `fsCalls.io`.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { constants as fsc, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { StorageError } from '../lib/errors.js';
+import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../lib/file-storage.js';
+import { generateId } from '../lib/id.js';
+import install, { type Call, type Fault, type Plan } from './fixtures/write-faults.js';
+import { Clock, tempDir } from './helpers.js';
+
+const MINUTE = 60_000;
+const FAULTS = new URL('./fixtures/write-faults.ts', import.meta.url).href;
+const MODES = [
+  { name: 'writer threads', writerThreads: 4 },
+  { name: 'thread pool', writerThreads: 0 },
+] as const;
+
+function fileOf(dir: string, id: string): string {
+  const hash = createHash('sha256').update(id).digest('hex');
+  return join(dir, hash.slice(0, 2), hash);
+}
+
+function bodyOf(file: string): unknown {
+  return JSON.parse(readFileSync(file).toString('utf8', HEADER_SIZE));
+}
+
+interface Setup {
+  dir: string;
+  errors: Error[];
+  /** A storage on `dir` whose writes (on the path of `writerThreads`) follow `plan`; closed after the test. */
+  make(plan?: Plan, options?: FileStorageOptions): FileStorage;
+  /** A storage that only reads `dir` back (on the thread pool, no thread to start); closed after the test. */
+  reader(): FileStorage;
+}
+
+function setup(t: TestContext, writerThreads: number): Setup {
+  const storages: FileStorage[] = [];
+  let restore = (): void => undefined;
+  t.after(async () => {
+    for (const s of storages) await s.close();
+    restore();
+  });
+  const dir = tempDir(t, 'bare-session-writes-');
+  const clock = new Clock();
+  const errors: Error[] = [];
+  const options = (more: FileStorageOptions): FileStorageOptions => ({ path: dir, now: clock.now, onError: (e) => errors.push(e), writerThreads, ...more });
+  const make = (plan: Plan = {}, more: FileStorageOptions = {}): FileStorage => {
+    let s: FileStorage;
+    if (writerThreads === 0) {
+      restore();
+      restore = install(fsCalls.io, plan);
+      s = new FileStorage(options(more));
+    } else {
+      // The storage hands the hooks to its threads when it is made: set for that moment only.
+      fsCalls.writerHooks = { module: FAULTS, data: plan };
+      try {
+        s = new FileStorage(options(more));
+      } finally {
+        fsCalls.writerHooks = undefined;
+      }
+    }
+    storages.push(s);
+    return s;
+  };
+  const reader = (): FileStorage => {
+    restore();
+    const s = new FileStorage(options({ writerThreads: 0 }));
+    storages.push(s);
+    return s;
+  };
+  return { dir, errors, make, reader };
+}
+
+/** The calls a plan's log recorded. */
+function calls(log: string): Call[] {
+  return readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Call);
+}
+
+/** Faults of a write without fsync, each on the second write of a session (the first one is clean). */
+const failures: [string, Fault][] = [
+  ['creating the temporary file fails (ENOSPC)', { call: 'open', code: 'ENOSPC' }],
+  ['the disk fills in the middle of the file: a short write, then ENOSPC', { call: 'write', afterBytes: HEADER_SIZE + 100, code: 'ENOSPC' }],
+  ['writing fails (EIO)', { call: 'write', code: 'EIO' }],
+  ['a write makes no progress (0 bytes)', { call: 'write', zero: true }],
+  ['closing the temporary file fails (EIO)', { call: 'close', code: 'EIO' }],
+  ['the rename fails (EACCES)', { call: 'rename', code: 'EACCES' }],
+  ['the rename fails with an error that has no code', { call: 'rename' }],
+  ['the shard folder keeps vanishing (ENOENT, twice)', { call: 'open', code: 'ENOENT' }],
+];
+
+/** Checks that a write was refused as a failed write that kept the previous version. */
+function keptPrevious(err: unknown): boolean {
+  assert.ok(err instanceof StorageError, `a StorageError, not ${String(err)}`);
+  assert.equal(err.status, 503, 'answered 503');
+  assert.match(err.message, /^could not write a session file( \([A-Z]+\))?; the previous version is kept$/, 'the message says what happened');
+  return true;
+}
+
+for (const mode of MODES) {
+  describe(`FileStorage writes on the ${mode.name} (writerThreads ${mode.writerThreads})`, () => {
+    // One storage per test, whose faults change between writes (the plan file is read at each
+    // write): a writer thread started from the TypeScript sources takes a while to load.
+    it('keeps the previous file whatever fails in a write: 503, no temporary file, the old data after a restart', async (t) => {
+      const { dir, errors, make, reader } = setup(t, mode.writerThreads);
+      const logs = tempDir(t);
+      const file = join(logs, 'faults.json');
+      const log = join(logs, 'calls');
+      const fault = (f: Fault[]): void => writeFileSync(file, JSON.stringify(f));
+      fault([]);
+      const s = make({ file, log });
+      const kept = new Map<string, unknown>();
+      for (const [what, f] of failures) {
+        await t.test(`when ${what}`, async () => {
+          const id = generateId();
+          const previous = { v: 'previous', what };
+          await s.set(id, previous, MINUTE);
+          const sessionFile = fileOf(dir, id);
+          const before = readFileSync(sessionFile);
+          fault([f]);
+          try {
+            await assert.rejects(s.set(id, { v: 'next', pad: 'x'.repeat(5_000) }, MINUTE), keptPrevious, 'the write is refused');
+          } finally {
+            fault([]);
+          }
+          assert.deepEqual(readFileSync(sessionFile), before, 'the previous file is untouched');
+          assert.deepEqual(readdirSync(join(sessionFile, '..')), [sessionFile.slice(-64)], 'no temporary file left');
+          assert.deepEqual(await s.get(id), previous, 'the memory copy was dropped: the file\'s data reads');
+          kept.set(id, previous);
+        });
+      }
+      await t.test('writes every byte when the file system takes a few at a time (short writes)', async () => {
+        fault([{ call: 'write', maxBytes: 7 }]);
+        const id = generateId();
+        const data = { text: 'é'.repeat(300), n: 12_345 };
+        const writes = (): number => calls(log).filter((c) => c.call === 'write').length;
+        const before = writes();
+        try {
+          await s.set(id, data, MINUTE);
+        } finally {
+          fault([]);
+        }
+        assert.deepEqual(bodyOf(fileOf(dir, id)), data, 'the whole session is in the file');
+        const size = readFileSync(fileOf(dir, id)).length;
+        assert.ok(writes() - before >= Math.ceil(size / 7), `${writes() - before} write calls for ${size} bytes: the routine went on after each short one`);
+        kept.set(id, data);
+      });
+      assert.deepEqual(calls(log).filter((c) => c.call === 'fsync'), [], 'no sync without fsync: true');
+      await s.close();
+      const restarted = reader();
+      for (const [id, data] of kept) assert.deepEqual(await restarted.get(id), data, 'a new storage on the folder reads the data last acknowledged');
+      assert.deepEqual(errors, [], 'nothing else to report');
+    });
+
+    it('syncs the file before its rename and its folder after it with fsync: true', async (t) => {
+      const { dir, errors, make } = setup(t, mode.writerThreads);
+      const logs = tempDir(t);
+      const file = join(logs, 'faults.json');
+      const log = join(logs, 'calls');
+      const fault = (f: Fault[]): void => writeFileSync(file, JSON.stringify(f));
+      fault([]);
+      const s = make({ file, log }, { fsync: true });
+      await t.test('the file, then the folder, each opened safely', async () => {
+        const id = generateId();
+        await s.set(id, { durable: true }, MINUTE);
+        const sessionFile = fileOf(dir, id);
+        const seen = calls(log).map((c) => `${c.call} ${c.on}`);
+        assert.deepEqual(
+          seen.filter((c) => c !== 'write tmp'),
+          ['open tmp', 'fsync tmp', 'close tmp', 'rename tmp', 'open folder', 'fsync folder', 'close folder'],
+          'the file is synced before it is renamed, then its folder',
+        );
+        const folderOpen = calls(log).find((c) => c.call === 'open' && c.on === 'folder');
+        assert.equal(folderOpen?.path, join(sessionFile, '..'), 'the session file\'s own folder is synced');
+        assert.equal((folderOpen?.flags ?? 0) & fsc.O_DIRECTORY, fsc.O_DIRECTORY, 'opened as a folder (O_DIRECTORY)');
+        assert.equal((folderOpen?.flags ?? 0) & fsc.O_NOFOLLOW, fsc.O_NOFOLLOW, 'never through a link (O_NOFOLLOW)');
+        assert.deepEqual(bodyOf(sessionFile), { durable: true }, 'and the data is there');
+      });
+      await t.test('a failing fsync of the file keeps the previous file', async () => {
+        const id = generateId();
+        await s.set(id, { v: 1 }, MINUTE);
+        const before = readFileSync(fileOf(dir, id));
+        fault([{ call: 'fsync', code: 'EIO' }]);
+        try {
+          await assert.rejects(s.set(id, { v: 2 }, MINUTE), keptPrevious, 'the write is refused');
+        } finally {
+          fault([]);
+        }
+        assert.deepEqual(readFileSync(fileOf(dir, id)), before, 'the previous file is untouched');
+        assert.deepEqual(readdirSync(join(fileOf(dir, id), '..')), [fileOf(dir, id).slice(-64)], 'no temporary file left');
+      });
+      await t.test('a failing sync of the folder after the rename is reported as such: 503, the new version in place', async () => {
+        const id = generateId();
+        await s.set(id, { v: 1 }, MINUTE);
+        fault([{ call: 'fsync', on: 'folder', code: 'EIO' }]);
+        try {
+          await assert.rejects(
+            s.set(id, { v: 2 }, MINUTE),
+            (err: unknown) => {
+              assert.ok(err instanceof StorageError, 'a StorageError');
+              assert.equal(err.status, 503, 'answered 503');
+              assert.match(err.message, /could not sync the folder of a session file \(EIO\); the new version is in place/, 'the message does not claim the previous version was kept');
+              return true;
+            },
+            'the write is reported',
+          );
+        } finally {
+          fault([]);
+        }
+        assert.deepEqual(bodyOf(fileOf(dir, id)), { v: 2 }, 'the new version is in place');
+        assert.deepEqual(await s.get(id), { v: 2 }, 'memory agrees with the file');
+      });
+      assert.deepEqual(errors, [], 'nothing else reported');
+    });
+  });
+}
