@@ -8,7 +8,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { describe } from './duration.js';
 import { HttpError } from './errors.js';
 import type { Middleware } from './route-group.js';
-import type { SessionData } from './storage.js';
+import type { SessionData } from './storage/storage.js';
 
 /** Bytes of a session's CSRF secret. */
 const SECRET_BYTES = 32;

@@ -2,7 +2,7 @@
  * JSON values: the checks and copies session data goes through. Only what JSON can hold gets
  * in, and a copy never writes through `__proto__`.
  */
-import type { JsonValue } from './storage.js';
+import type { JsonValue } from './storage/storage.js';
 
 /** How deep a session value may nest before `set` refuses it. */
 export const MAX_DEPTH = 100;

@@ -7,7 +7,7 @@ import { type CookieOptions, parseCookie, serializeCookie } from './cookie.js';
 import { HttpError } from './errors.js';
 import type { Params } from './router.js';
 import type { Response } from './response.js';
-import type { JsonValue } from './storage.js';
+import type { JsonValue } from './storage/storage.js';
 
 /**
  * The cookies of a request and the ones its response will set. A name set twice is sent once,

@@ -6,7 +6,7 @@
 import { describe } from './duration.js';
 import { type Method, joinPath } from './router.js';
 import type { Req } from './server-options.js';
-import type { SessionData } from './storage.js';
+import type { SessionData } from './storage/storage.js';
 
 /** A route handler; may be async. What it returns is ignored: it writes to `r.response`. */
 export type Handler<T extends object = SessionData> = (r: Req<T>) => unknown;

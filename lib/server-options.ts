@@ -8,7 +8,7 @@ import { generateId, isValidId } from './id.js';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { Request } from './request.js';
 import type { Session } from './session.js';
-import type { SessionData, Storage } from './storage.js';
+import type { SessionData, Storage } from './storage/storage.js';
 
 /** The request a handler receives, with its session typed by `T`. */
 export type Req<T extends object = SessionData> = Request<Session<T>>;

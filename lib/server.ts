@@ -12,7 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type { CookieOptions, CookieSameSite } from './cookie.js';
 import { type Duration, describe } from './duration.js';
 import { HttpError, SessionError, STATUS_TEXT, StorageError, errCode } from './errors.js';
-import { FileStorage } from './file-storage.js';
+import { FileStorage } from './storage/file/file-storage.js';
 import { Request, type RequestContext } from './request.js';
 import { Response } from './response.js';
 import { type Handler, type Middleware, RouteGroup, type RouteEntry, type RouteTable, chainOf, runChain } from './route-group.js';
@@ -30,7 +30,7 @@ import {
 } from './server-options.js';
 import { Session, SessionManager } from './session.js';
 import { Sessions } from './sessions.js';
-import type { SessionData, Storage } from './storage.js';
+import type { SessionData, Storage } from './storage/storage.js';
 
 const GENERIC_500 = STATUS_TEXT[500] as string;
 /** How many lines of a stack the default error log shows. */

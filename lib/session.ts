@@ -16,7 +16,7 @@ import { type Duration, describe, parseDuration } from './duration.js';
 import { hashId } from './id.js';
 import { cloneJson, jsonEqual, setOwn, toJsonValue } from './json.js';
 import type { CookieJar } from './request.js';
-import { META, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, isMetaKey } from './storage.js';
+import { META, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, isMetaKey } from './storage/storage.js';
 
 /**
  * How many values of the session cookie one request may offer. A sibling subdomain can plant a

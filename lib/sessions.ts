@@ -6,7 +6,7 @@
 import { SessionError } from './errors.js';
 import { hashId } from './id.js';
 import type { Session, SessionEvent } from './session.js';
-import { META, type JsonValue, type Storage, type StoredSession } from './storage.js';
+import { META, type JsonValue, type Storage, type StoredSession } from './storage/storage.js';
 
 /** One session of an owner, as {@link Sessions.of} lists it. */
 export interface OwnedSession {

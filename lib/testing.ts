@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createHash } from 'node:crypto';
-import { META, type SessionData, type Storage } from './storage.js';
+import { META, type SessionData, type Storage } from './storage/storage.js';
 
 /** How {@link storageContract} makes and drives the storage under test. */
 export interface ContractOptions {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Server, type ServerOptions } from '../lib/index.js';
-import type { SessionData, Storage, StorageSettings } from '../lib/storage.js';
+import type { SessionData, Storage, StorageSettings } from '../lib/storage/storage.js';
 
 /** What {@link send} resolves to. */
 export interface Reply {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { HttpError, MemoryStorage, Server, type SessionData, generateId } from '../lib/index.js';
 import { isValidId } from '../lib/id.js';
 import type { TestContext } from 'node:test';
-import type { Storage } from '../lib/storage.js';
+import type { Storage } from '../lib/storage/storage.js';
 import { Barrier, Clock, FailingStorage, GatedStorage, Jar, SpyStorage, cookieValue, deferred, send, serve, turn, waitFor } from './helpers.js';
 
 /** The seed's routes, plus a few more used below. */

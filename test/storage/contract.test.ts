@@ -3,7 +3,7 @@
  * storage of the library, and against a minimal storage without the optional methods.
  */
 import { MemoryStorage } from '../../lib/index.js';
-import type { SessionData, Storage } from '../../lib/storage.js';
+import type { SessionData, Storage } from '../../lib/storage/storage.js';
 import { storageContract } from '../../lib/testing.js';
 import { Clock } from '../helpers.js';
 

@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { FileStorage, Server } from '../lib/index.js';
-import { Jar, send } from './helpers.js';
+import { FileStorage, Server } from '../../../lib/index.js';
+import { Jar, send } from '../../helpers.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const skip = isRoot ? false : 'mounting a tmpfs needs root; CI runs as root';

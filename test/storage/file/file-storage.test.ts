@@ -28,16 +28,16 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { StorageError } from '../lib/errors.js';
-import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../lib/file-storage.js';
-import { generateId } from '../lib/id.js';
-import { Writer } from '../lib/writer.js';
-import type { SessionData } from '../lib/storage.js';
-import { Clock, Jar, SpyStorage, send, serve, tempDir } from './helpers.js';
-import { crashRounds } from './stress/crash-lib.js';
+import { StorageError } from '../../../lib/errors.js';
+import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../../../lib/storage/file/file-storage.js';
+import { generateId } from '../../../lib/id.js';
+import { Writer } from '../../../lib/storage/file/writer.js';
+import type { SessionData } from '../../../lib/storage/storage.js';
+import { Clock, Jar, SpyStorage, send, serve, tempDir } from '../../helpers.js';
+import { crashRounds } from '../../stress/crash-lib.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const CLOSE_EXIT = join(import.meta.dirname, 'fixtures', 'file-close-exit.ts');
+const ROOT = join(import.meta.dirname, '..', '..', '..');
+const CLOSE_EXIT = join(import.meta.dirname, '..', '..', 'fixtures', 'file-close-exit.ts');
 const MINUTE = 60_000;
 const IS_ROOT = process.getuid?.() === 0;
 

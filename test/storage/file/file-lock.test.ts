@@ -10,13 +10,13 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { StorageError } from '../lib/errors.js';
-import { FileStorage, defaultPath } from '../lib/file-storage.js';
-import { generateId } from '../lib/id.js';
-import { tempDir } from './helpers.js';
+import { StorageError } from '../../../lib/errors.js';
+import { FileStorage, defaultPath } from '../../../lib/storage/file/file-storage.js';
+import { generateId } from '../../../lib/id.js';
+import { tempDir } from '../../helpers.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const HOLDER = join(import.meta.dirname, 'fixtures', 'file-lock-holder.ts');
+const ROOT = join(import.meta.dirname, '..', '..', '..');
+const HOLDER = join(import.meta.dirname, '..', '..', 'fixtures', 'file-lock-holder.ts');
 const MINUTE = 60_000;
 const IS_LINUX = process.platform === 'linux';
 

@@ -1,11 +1,11 @@
 /**
  * Memory storage: sessions in an expiring cache. Fast, and gone when the process ends.
  */
-import { ExpiringCache } from './cache.js';
-import { type Duration, describe } from './duration.js';
-import { sessionTooLarge } from './errors.js';
-import { hashId } from './id.js';
-import { setOwn } from './json.js';
+import { ExpiringCache } from '../cache.js';
+import { type Duration, describe } from '../duration.js';
+import { sessionTooLarge } from '../errors.js';
+import { hashId } from '../id.js';
+import { setOwn } from '../json.js';
 import { META, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession } from './storage.js';
 
 /** Options of {@link MemoryStorage}. */

@@ -51,11 +51,11 @@ import { type FileHandle, lstat, mkdir, open, readdir, rename, unlink } from 'no
 import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { ExpiringCache } from './cache.js';
-import { type Duration, describe, parseDuration } from './duration.js';
-import { StorageError, errCode, sessionTooLarge } from './errors.js';
-import { MAX_DEPTH } from './json.js';
-import type { SessionData, Storage, StorageSettings } from './storage.js';
+import { ExpiringCache } from '../../cache.js';
+import { type Duration, describe, parseDuration } from '../../duration.js';
+import { StorageError, errCode, sessionTooLarge } from '../../errors.js';
+import { MAX_DEPTH } from '../../json.js';
+import type { SessionData, Storage, StorageSettings } from '../storage.js';
 import { type WriteIo, writeAtomic } from './writer-thread.js';
 import { Writer, type WriterHooks } from './writer.js';
 

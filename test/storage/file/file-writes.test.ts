@@ -9,14 +9,14 @@ import { createHash } from 'node:crypto';
 import { constants as fsc, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { StorageError } from '../lib/errors.js';
-import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../lib/file-storage.js';
-import { generateId } from '../lib/id.js';
-import install, { type Call, type Fault, type Plan } from './fixtures/write-faults.js';
-import { Clock, tempDir } from './helpers.js';
+import { StorageError } from '../../../lib/errors.js';
+import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../../../lib/storage/file/file-storage.js';
+import { generateId } from '../../../lib/id.js';
+import install, { type Call, type Fault, type Plan } from '../../fixtures/write-faults.js';
+import { Clock, tempDir } from '../../helpers.js';
 
 const MINUTE = 60_000;
-const FAULTS = new URL('./fixtures/write-faults.ts', import.meta.url).href;
+const FAULTS = new URL('../../fixtures/write-faults.ts', import.meta.url).href;
 const MODES = [
   { name: 'writer threads', writerThreads: 4 },
   { name: 'thread pool', writerThreads: 0 },
