@@ -3,10 +3,13 @@ import * as lib from 'bare-session';
 
 const names = ['Server', 'RouteGroup', 'createServer', 'Request', 'CookieJar', 'Response', 'Session',
   'MemoryStorage', 'FileStorage', 'ExpiringCache', 'parseCookie', 'serializeCookie', 'SessionError',
-  'HttpError', 'StorageError', 'generateId', 'isValidId'];
+  'HttpError', 'StorageError', 'generateId', 'isValidId', 'Sessions', 'csrf'];
 for (const name of names) {
   if (typeof lib[name] !== 'function') throw new Error(`'bare-session' does not export ${name}`);
 }
+// The storage contract as tests, for users who write a storage.
+const testing = await import('bare-session/testing');
+if (typeof testing.storageContract !== 'function') throw new Error("'bare-session/testing' does not export storageContract");
 
 const { Server, MemoryStorage } = lib;
 const s = new Server({ sessionStorage: new MemoryStorage() });
