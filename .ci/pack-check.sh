@@ -31,7 +31,7 @@ contents="$(tar -tzf "$tarball" | sort)"
 for f in package/package.json package/README.md package/LICENSE package/dist/index.js package/dist/index.d.ts; do
   grep -qx "$f" <<<"$contents" || { echo "pack-check: $f is missing from the tarball" >&2; exit 1; }
 done
-if grep -Ev '^package/(package\.json|README\.md|LICENSE|dist/[a-z-]+\.(js|d\.ts))$' <<<"$contents"; then
+if grep -Ev '^package/(package\.json|README\.md|LICENSE|dist/([a-z-]+/)*[a-z-]+\.(js|d\.ts))$' <<<"$contents"; then
   echo "pack-check: the tarball holds files it should not (above)" >&2; exit 1
 fi
 echo "$(wc -l <<<"$contents") files, $(du -k "$tarball" | cut -f1) KiB"

@@ -33,4 +33,23 @@ try {
 } finally {
   await s.close();
 }
-console.log('import: the installed package serves and keeps a session');
+// FileStorage from the installed package: its writer threads load their module from dist/.
+{
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'pack-check-files-'));
+  try {
+    const id = lib.generateId();
+    const files = new lib.FileStorage({ path: join(dir, 'sessions') });
+    await files.set(id, { n: 1 }, 60_000);
+    await files.close();
+    const again = new lib.FileStorage({ path: join(dir, 'sessions') });
+    const back = await again.get(id);
+    await again.close();
+    if (back?.n !== 1) throw new Error(`FileStorage did not read back what it wrote: ${JSON.stringify(back)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+console.log('import: the installed package serves and keeps a session, in memory and in files');
