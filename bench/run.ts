@@ -16,9 +16,18 @@
  * Every server runs under `--import tsx`, even the .mjs ones, so that RSS compares like with
  * like (the loader costs about 30 MB).
  *
+ * Redis: bare-session's RedisStorage (servers/bare-redis.ts), express-session + connect-redis
+ * and @fastify/session + connect-redis run on one redis-server that the bench starts (on a free
+ * port, in a temporary folder, no persistence; emptied before each server), with the same
+ * scenarios, and also report the commands Redis ran per request (INFO commandstats before and
+ * after each scenario) and redis-server's CPU time per request. Only them:
+ *
+ *   npm run bench:redis                               (= npm run bench -- --only redis,express-redis,fastify-redis)
+ *
  * Writes bench/RESULTS.md (keeping the "Why" section written by hand and the "Scale" section
- * that scale.ts writes) and
- * bench/results.svg. Only 127.0.0.1 is ever contacted. Every child server is killed at the end,
+ * that scale.ts writes; the "Redis" section holds the Redis servers, and a run of only them
+ * rewrites that section alone) and
+ * bench/results.svg (without the Redis servers). Only 127.0.0.1 is ever contacted. Every child server is killed at the end,
  * whatever happens.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -69,6 +78,8 @@ interface ServerSpec {
   cwd: string;
   script: string;
   env?: Record<string, string>;
+  /** Needs the bench's redis-server (its URL in REDIS_URL); reported in the "Redis" section. */
+  redis?: boolean;
 }
 
 const SERVERS: ServerSpec[] = [
@@ -78,6 +89,9 @@ const SERVERS: ServerSpec[] = [
   { key: 'express', label: 'express-session MemoryStore', colour: '#ff7f0e', cwd: BENCH, script: 'servers/express.mjs' },
   { key: 'express-file', label: 'express-session + session-file-store', colour: '#d62728', cwd: BENCH, script: 'servers/express.mjs', env: { STORE: 'file' } },
   { key: 'fastify', label: '@fastify/session', colour: '#9467bd', cwd: BENCH, script: 'servers/fastify.mjs' },
+  { key: 'redis', label: 'bare-session RedisStorage', colour: '#17becf', cwd: BENCH, script: 'servers/bare-redis.ts', redis: true },
+  { key: 'express-redis', label: 'express-session + connect-redis', colour: '#8c564b', cwd: BENCH, script: 'servers/express.mjs', env: { STORE: 'redis' }, redis: true },
+  { key: 'fastify-redis', label: '@fastify/session + connect-redis', colour: '#e377c2', cwd: BENCH, script: 'servers/fastify.mjs', env: { STORE: 'redis' }, redis: true },
 ];
 
 type ScenarioKey = 'read' | 'write' | 'new';
@@ -98,6 +112,12 @@ interface Measurement {
   clientCpu: number;
   total: number;
   problems: string[];
+  /** For a Redis server: commands the server sent Redis per request, by name (MONITOR, over a sample). */
+  roundTrips?: Record<string, number>;
+  /** For a Redis server: commands Redis ran per request, scripts' own included, by name (INFO commandstats). */
+  redisCalls?: Record<string, number>;
+  /** For a Redis server: redis-server's CPU time per request, in microseconds. */
+  redisCpuUs?: number;
 }
 
 interface ServerResult {
@@ -118,6 +138,8 @@ interface CannonOptions {
   url: string;
   connections: number;
   duration: number;
+  /** A number of requests instead of a duration. */
+  amount?: number;
   requests: { method: string; path: string; setupRequest?: (req: CannonRequest) => CannonRequest }[];
 }
 interface CannonResult {
@@ -191,7 +213,7 @@ async function startServer(spec: ServerSpec): Promise<Running> {
   const dir = tempDir(`bs-bench-${spec.key}-`);
   const child = spawn(process.execPath, ['--import', TSX, spec.script], {
     cwd: spec.cwd,
-    env: { ...process.env, ...spec.env, PORT: String(port), TMPDIR: dir, NODE_ENV: 'production' },
+    env: { ...process.env, ...spec.env, ...(spec.redis === true ? { REDIS_URL: redisServer?.url ?? '' } : {}), PORT: String(port), TMPDIR: dir, NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);
@@ -270,6 +292,98 @@ function cpuTimeUs(pid: number | undefined): number {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// The redis-server of the Redis servers: one for the whole run, emptied before each server
+
+interface RedisProcess {
+  child: ChildProcess;
+  port: number;
+  url: string;
+}
+
+let redisServer: RedisProcess | undefined;
+
+/** Starts redis-server on a free port in a temporary folder, without persistence. */
+async function startRedis(): Promise<RedisProcess> {
+  const port = await freePort();
+  const dir = tempDir('bs-bench-redis-');
+  const child = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', ''], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      log = (log + chunk.toString()).slice(-4000);
+      if (/Ready to accept connections/.test(log)) resolve();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('error', (err) => reject(new Error(`redis-server could not start (${err.message}); install it: apt-get install -y redis-server`)));
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}) before it was ready: ${log}`)));
+  });
+  return { child, port, url: `redis://${HOST}:${port}` };
+}
+
+function redisCli(...args: string[]): string {
+  return execFileSync('redis-cli', ['-h', HOST, '-p', String(redisServer?.port), ...args], { encoding: 'utf8' });
+}
+
+/**
+ * The commands that clients sent Redis (scripts' own calls left out) per request, over `amount`
+ * requests of a scenario: MONITOR on a socket of its own, then a marker (an ECHO from redis-cli)
+ * that says every command before it has been seen. Taken after the timed run, so that MONITOR's
+ * own cost is not in the figures.
+ */
+async function sampleRoundTrips(port: number, path: string, cookies: readonly string[] | undefined, amount: number): Promise<Record<string, number>> {
+  const marker = `bench-marker-${process.pid}-${Date.now()}`;
+  const socket = connect(redisServer?.port as number, HOST);
+  const counts = new Map<string, number>();
+  let buffer = '';
+  let onLine: (line: string) => void = () => undefined;
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl: number;
+    while ((nl = buffer.indexOf('\r\n')) !== -1) {
+      onLine(buffer.slice(0, nl));
+      buffer = buffer.slice(nl + 2);
+    }
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      onLine = (line) => (line === '+OK' ? resolve() : reject(new Error(`MONITOR answered ${line}`)));
+      socket.once('error', reject);
+      socket.write('MONITOR\r\n');
+    });
+    let seenMarker!: () => void;
+    const done = new Promise<void>((resolve) => (seenMarker = resolve));
+    onLine = (line) => {
+      const m = /^\+[\d.]+ \[\d+ ([^\]]+)\] "([^"]*)"/.exec(line);
+      if (m === null || m[1] === 'lua') return;
+      const name = (m[2] as string).toUpperCase();
+      if (name === 'ECHO' && line.includes(marker)) seenMarker();
+      else counts.set(name, (counts.get(name) ?? 0) + 1);
+    };
+    const r = await load(port, path, cookies, DURATION, amount);
+    redisCli('ECHO', marker);
+    await done;
+    const perRequest: Record<string, number> = {};
+    for (const [name, n] of counts) perRequest[name] = n / Math.max(1, r.requests.total);
+    return perRequest;
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** Calls so far of each command, from INFO commandstats (INFO itself left out). */
+function commandCalls(): Map<string, number> {
+  const calls = new Map<string, number>();
+  for (const m of redisCli('INFO', 'commandstats').matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    if (m[1] !== 'info') calls.set((m[1] as string).toUpperCase(), Number(m[2]));
+  }
+  return calls;
+}
 
 // ---------------------------------------------------------------------------------------------
 // One request, for the checks and for creating sessions
@@ -362,7 +476,7 @@ async function spotCheck(port: number, cookies: readonly string[]): Promise<stri
 // ---------------------------------------------------------------------------------------------
 // Load
 
-async function load(port: number, path: string, cookies: readonly string[] | undefined, seconds: number): Promise<CannonResult> {
+async function load(port: number, path: string, cookies: readonly string[] | undefined, seconds: number, amount?: number): Promise<CannonResult> {
   let i = 0;
   const setupRequest =
     cookies === undefined
@@ -375,6 +489,7 @@ async function load(port: number, path: string, cookies: readonly string[] | und
     url: `http://${HOST}:${port}`,
     connections: CONNECTIONS,
     duration: seconds,
+    ...(amount === undefined ? {} : { amount }),
     requests: [setupRequest === undefined ? { method: 'GET', path } : { method: 'GET', path, setupRequest }],
   });
 }
@@ -383,6 +498,10 @@ async function benchServer(spec: ServerSpec): Promise<ServerResult> {
   const result: ServerResult = { spec, scenarios: {} };
   let running: Running | undefined;
   try {
+    if (spec.redis === true) {
+      redisServer ??= await startRedis();
+      redisCli('FLUSHALL');
+    }
     running = await startServer(spec);
     const pid = running.child.pid;
     const wrong = await check(running.port);
@@ -393,14 +512,26 @@ async function benchServer(spec: ServerSpec): Promise<ServerResult> {
     const cookies = await createSessions(running.port, SESSIONS);
     await load(running.port, '/get', cookies, WARMUP);
     for (const sc of SCENARIOS) {
+      const calls0 = spec.redis === true ? commandCalls() : undefined;
+      const redisCpu0 = cpuTimeUs(redisServer?.child.pid);
       const cpu0 = cpuTimeUs(pid);
       const client0 = process.cpuUsage();
       const t0 = performance.now();
       const r = await load(running.port, sc.path, sc.withCookie ? cookies : undefined, DURATION);
       const wallUs = (performance.now() - t0) * 1000;
       const serverUs = cpuTimeUs(pid) - cpu0;
+      const redisUs = cpuTimeUs(redisServer?.child.pid) - redisCpu0;
+      let redisCalls: Record<string, number> | undefined;
+      if (calls0 !== undefined) {
+        redisCalls = {};
+        for (const [name, n] of commandCalls()) {
+          const d = n - (calls0.get(name) ?? 0);
+          if (d > 0) redisCalls[name] = d / Math.max(1, r.requests.total);
+        }
+      }
       const client = process.cpuUsage(client0);
       const rss = rssMb(pid);
+      const roundTrips = spec.redis === true ? await sampleRoundTrips(running.port, sc.path, sc.withCookie ? cookies : undefined, SESSIONS) : undefined;
       const problems: string[] = [];
       if (r.errors > 0) problems.push(`${r.errors} errors`);
       if (r.timeouts > 0) problems.push(`${r.timeouts} timeouts`);
@@ -420,10 +551,12 @@ async function benchServer(spec: ServerSpec): Promise<ServerResult> {
         clientCpu: (100 * (client.user + client.system)) / wallUs,
         total: r.requests.total,
         problems,
+        ...(redisCalls === undefined ? {} : { redisCalls, redisCpuUs: redisUs / Math.max(1, r.requests.total) }),
+        ...(roundTrips === undefined ? {} : { roundTrips }),
       };
       result.scenarios[sc.key] = m;
       console.log(
-        `  ${sc.key.padEnd(5)} ${fmtInt(m.rps).padStart(8)} req/s  p99 ${fmtMs(m.p99).padStart(6)} ms  ${m.cpuUs.toFixed(0).padStart(5)} µs CPU/req  CPU server ${m.serverCpu.toFixed(0)}% client ${m.clientCpu.toFixed(0)}%  RSS ${rss.toFixed(0)} MB${problems.length > 0 ? `  (${problems.join('; ')})` : ''}`,
+        `  ${sc.key.padEnd(5)} ${fmtInt(m.rps).padStart(8)} req/s  p99 ${fmtMs(m.p99).padStart(6)} ms  ${m.cpuUs.toFixed(0).padStart(5)} µs CPU/req  CPU server ${m.serverCpu.toFixed(0)}% client ${m.clientCpu.toFixed(0)}%  RSS ${rss.toFixed(0)} MB${m.redisCalls === undefined ? '' : `\n        round trips/req ${fmtCalls(m.roundTrips)}; commands Redis ran/req ${fmtCalls(m.redisCalls)}; Redis CPU ${(m.redisCpuUs ?? NaN).toFixed(0)} µs/req`}${problems.length > 0 ? `  (${problems.join('; ')})` : ''}`,
       );
       if (problems.some((p) => p.startsWith('server died'))) break;
     }
@@ -498,6 +631,14 @@ function fmtRatio(n: number | undefined): string {
   if (n === undefined || !Number.isFinite(n)) return '–';
   return `${n >= 10 ? n.toFixed(1) : n.toFixed(2)}×`;
 }
+/** Commands per request: the total, then each command (`2.00 (GET 1.00, EXPIRE 1.00)`). */
+function fmtCalls(calls: Record<string, number> | undefined): string {
+  if (calls === undefined) return '–';
+  const entries = Object.entries(calls).filter(([, n]) => n >= 0.005).sort((a, b) => b[1] - a[1]);
+  const total = Object.values(calls).reduce((a, b) => a + b, 0);
+  return `${total.toFixed(2)}${entries.length > 0 ? ` (${entries.map(([k, n]) => `${k} ${n.toFixed(2)}`).join(', ')})` : ''}`;
+}
+
 function fmtShort(n: number): string {
   if (n >= 10_000) return `${(n / 1000).toFixed(1)}k`;
   if (n >= 1_000) return `${(n / 1000).toFixed(2)}k`;
@@ -666,6 +807,99 @@ function svgChart(results: ServerResult[], measuredDisk: number, subtitle: strin
 }
 
 // ---------------------------------------------------------------------------------------------
+// The "Redis" section
+
+const REDIS_HEADER: Row = ['scenario', 'server', 'req/s', 'p99 ms', 'CPU µs/req', '×connect-redis by CPU', 'round trips/req', 'commands Redis ran/req', 'Redis CPU µs/req', 'CPU % srv/load', 'RSS MB', 'notes'];
+const REDIS_NUMERIC = new Set([2, 3, 4, 5, 8, 9, 10]);
+
+function redisRows(results: ServerResult[]): Row[] {
+  const rows: Row[] = [];
+  for (const sc of SCENARIOS) {
+    const base = results.find((r) => r.spec.key === 'express-redis')?.scenarios[sc.key];
+    for (const r of results) {
+      const m = r.scenarios[sc.key];
+      if (m === undefined) {
+        rows.push([sc.key, r.spec.label, '–', '–', '–', '', '–', '–', '–', '–', '–', (r.failed ?? 'not measured').replace(/\s+/g, ' ').slice(0, 300)]);
+        continue;
+      }
+      rows.push([
+        sc.key,
+        r.spec.label,
+        fmtInt(m.rps),
+        fmtMs(m.p99),
+        m.cpuUs.toFixed(0),
+        fmtRatio(base === undefined ? undefined : base.cpuUs / m.cpuUs),
+        fmtCalls(m.roundTrips),
+        fmtCalls(m.redisCalls),
+        (m.redisCpuUs ?? NaN).toFixed(0),
+        `${m.serverCpu.toFixed(0)} / ${m.clientCpu.toFixed(0)}`,
+        m.rssMb.toFixed(0),
+        m.problems.join('; '),
+      ]);
+    }
+  }
+  return rows;
+}
+
+function redisTargetRows(results: ServerResult[]): Row[] {
+  const get = (key: string, sc: ScenarioKey): Measurement | undefined => results.find((r) => r.spec.key === key)?.scenarios[sc];
+  const fmt = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '–' : `${x >= 10 ? x.toFixed(1) : x.toFixed(3)}×`);
+  const rows: Row[] = [];
+  for (const sc of ['read', 'write', 'new'] as const) {
+    for (const [peer, label, min] of [['express-redis', 'express-session + connect-redis', sc === 'new' ? undefined : 3], ['fastify-redis', '@fastify/session + connect-redis', undefined]] as const) {
+      const a = get('redis', sc);
+      const b = get(peer, sc);
+      const byRps = a === undefined || b === undefined ? undefined : a.rps / b.rps;
+      const byCpu = a === undefined || b === undefined ? undefined : b.cpuUs / a.cpuUs;
+      const met = min === undefined ? '(for comparison)' : byRps === undefined ? 'not measured' : `${byRps >= min ? 'yes' : 'no'}, ${byCpu !== undefined && byCpu >= min ? 'yes' : 'no'}`;
+      rows.push([`RedisStorage ${sc} / ${label}`, fmt(byRps), fmt(byCpu), min === undefined ? '–' : `≥ ${min}×`, met]);
+    }
+  }
+  return rows;
+}
+
+function versionOf(pkg: string): string {
+  try {
+    return (JSON.parse(readFileSync(join(BENCH, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+function redisMarkdown(started: Date, rows: Row[], targets: Row[]): string {
+  let redisVersion = '?';
+  try {
+    redisVersion = /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? '?';
+  } catch {
+    // Reported as '?'.
+  }
+  const argv = process.argv.slice(2);
+  return `## Redis
+
+Written by \`npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}\` (bench/run.ts) on ${started.toISOString()}, Node ${process.version}, ${cpus().length} cores${ROUNDS > 1 ? `, median of ${ROUNDS} rounds` : ''}${DURATION < 10 ? ' — a short run: figures are indicative only' : ''}.
+
+- One redis-server ${redisVersion}, started by the bench on 127.0.0.1 (no persistence) and emptied before each server, on the same machine as the servers and the load generator; node-redis ${versionOf('redis')} in every server
+- The same load and scenarios as the table at the top (autocannon, ${CONNECTIONS} connections, ${DURATION} s per measurement, ${SESSIONS} sessions)
+- round trips/req: the commands the server sent Redis per request (each waits for its answer: one round trip), then each command's share, counted with \`MONITOR\` over ${SESSIONS} more requests of the scenario right after it was timed (so that MONITOR's cost is not in the figures); the commands that a script runs inside Redis are not round trips and are left out
+- commands Redis ran/req: every command redis-server executed during the timed scenario (\`INFO commandstats\` before and after), those run by scripts included, over the requests answered. Redis CPU µs/req: redis-server's own CPU time per request, which CPU µs/req does not include
+- ×connect-redis by CPU: express-session + connect-redis's CPU time per request over this server's (higher is better)
+- A \`/set\` that stores the second already stored (its session was written less than a second before) changes nothing, and every server then skips the write: the faster a server runs through the ${SESSIONS} sessions, the fewer of its write requests write (a write share below 1.00 in the commands)
+
+${mdTable(REDIS_HEADER, rows, REDIS_NUMERIC)}
+
+### Targets
+
+${mdTable(TARGET_HEADER, targets, new Set([1, 2, 3]))}
+
+### The servers
+
+- **bare-session RedisStorage** (\`servers/bare-redis.ts\`): the seed program with \`RedisStorage\` (defaults: \`ttlUpdateInterval\` 1 min, \`timeout\` 2 s), \`sessionMaxAge\` 1 min, in one process (\`examples/cluster.ts\` runs the same on node:cluster workers, whose CPU time would not show in one pid). A read is \`HGETALL\`, and a \`PEXPIRE\` at most once a minute per session; a write applies the request's changes with one script (\`EVALSHA\`); a new session is one script.
+- **express-session + connect-redis** (\`servers/express.mjs\`, \`STORE=redis\`): connect-redis ${versionOf('connect-redis')}, defaults (prefix \`sess:\` and the raw session id as the key; the whole session as one JSON string): a read is \`GET\` and \`EXPIRE\` (express-session's touch), a write \`GET\` then \`SET … EX\` of the whole session.
+- **@fastify/session + connect-redis** (\`servers/fastify.mjs\`, \`STORE=redis\`): the same store (@fastify/session takes express-session stores), \`rolling: false\`.
+`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Rounds: the median of each figure over the rounds
 
 function median(values: number[]): number {
@@ -694,6 +928,18 @@ function combine(spec: ServerSpec, runs: ServerResult[]): ServerResult {
       total: med((m) => m.total),
       problems: [...new Set(ms.flatMap((m) => m.problems))],
     };
+    if (ms.every((m) => m.redisCalls !== undefined)) {
+      const names = new Set(ms.flatMap((m) => Object.keys(m.redisCalls ?? {})));
+      const calls: Record<string, number> = {};
+      for (const name of names) calls[name] = med((m) => m.redisCalls?.[name] ?? 0);
+      const o = out.scenarios[sc.key] as Measurement;
+      o.redisCalls = calls;
+      const tripNames = new Set(ms.flatMap((m) => Object.keys(m.roundTrips ?? {})));
+      const trips: Record<string, number> = {};
+      for (const name of tripNames) trips[name] = med((m) => m.roundTrips?.[name] ?? 0);
+      o.roundTrips = trips;
+      o.redisCpuUs = med((m) => m.redisCpuUs ?? NaN);
+    }
   }
   return out;
 }
@@ -730,9 +976,41 @@ async function main(): Promise<void> {
       rounds.get(spec.key)?.push(r);
       await sleep(500);
     }
-    if (!servers.some((s) => s.key === 'file')) await measureDisk();
+    if (!servers.some((s) => s.key === 'file') && servers.some((s) => s.redis !== true)) await measureDisk();
   }
-  const results = servers.map((spec) => combine(spec, rounds.get(spec.key) ?? []));
+  const all = servers.map((spec) => combine(spec, rounds.get(spec.key) ?? []));
+  const results = all.filter((r) => r.spec.redis !== true);
+  const redisResults = all.filter((r) => r.spec.redis === true);
+  const resultsFile = join(BENCH, 'RESULTS.md');
+  let old = '';
+  try {
+    old = readFileSync(resultsFile, 'utf8');
+  } catch {
+    // First run: no previous file.
+  }
+  // The "Redis" section: this run's when it ran Redis servers, else the one already there.
+  const redisAt = old.search(/^## Redis\b/m);
+  let redisSection = '';
+  if (redisAt !== -1) {
+    const next = old.slice(redisAt + 1).search(/^## /m);
+    redisSection = next === -1 ? old.slice(redisAt) : old.slice(redisAt, redisAt + 1 + next);
+    old = old.slice(0, redisAt) + (next === -1 ? '' : old.slice(redisAt + 1 + next));
+  }
+  if (redisResults.length > 0) {
+    const rows = redisRows(redisResults);
+    const targets = redisTargetRows(redisResults);
+    console.log(`\n${textTable(REDIS_HEADER, rows, REDIS_NUMERIC)}`);
+    console.log(`\n${textTable(TARGET_HEADER, targets, new Set([1, 2]))}`);
+    redisSection = redisMarkdown(started, rows, targets);
+  }
+  if (results.length === 0) {
+    // Only Redis servers ran: the rest of the file stays as it was.
+    const at = old.search(/^## (Why|Scale)\b/m);
+    const text = at === -1 ? `${old.trimEnd()}\n\n${redisSection}` : `${old.slice(0, at)}${redisSection.trimEnd()}\n\n${old.slice(at)}`;
+    writeFileSync(resultsFile, text);
+    console.log(`\nwrote the "Redis" section of ${resultsFile}`);
+    return;
+  }
   const disk: DiskResult = {
     rate: median(disks.map((d) => d.rate)),
     writes: median(disks.map((d) => d.writes)),
@@ -749,16 +1027,11 @@ async function main(): Promise<void> {
   const subtitle = `${CONNECTIONS} connections, ${DURATION} s each${ROUNDS > 1 ? `, median of ${ROUNDS} rounds` : ''} · Node ${process.version} · ${cpus().length} cores · ${started.toISOString().slice(0, 10)}`;
   writeFileSync(join(BENCH, 'results.svg'), svgChart(results, disk.rate, subtitle));
 
-  const resultsFile = join(BENCH, 'RESULTS.md');
   let scale = '';
-  try {
-    const old = readFileSync(resultsFile, 'utf8');
-    // The hand-written "Why targets are not met" section and scale.ts's "Scale" section stay.
-    const at = old.search(/^## (Why|Scale)\b/m);
-    if (at !== -1) scale = old.slice(at);
-  } catch {
-    // First run: no previous file.
-  }
+  // The hand-written "Why targets are not met" section and scale.ts's "Scale" section stay.
+  const at = old.search(/^## (Why|Scale)\b/m);
+  if (at !== -1) scale = old.slice(at);
+  if (redisSection !== '') scale = `${redisSection.trimEnd()}\n\n${scale}`;
   const md = `# Benchmark results
 
 Written by \`${invocation}\` (bench/run.ts)${DURATION < 10 ? ' — a short run: figures are indicative only' : ''}.

@@ -29,3 +29,5 @@ export type { Duration } from './duration.js';
 export { META } from './storage/storage.js';
 export type { JsonValue, SessionChanges, SessionData, Storage, StorageEvent, StorageSettings, StoredSession } from './storage/storage.js';
 export type { Method, Params } from './router.js';
+export { RedisStorage } from './storage/redis.js';
+export type { RedisClient, RedisCommandFunction, RedisStorageOptions } from './storage/redis.js';

@@ -1,8 +1,10 @@
 /**
- * express 5 + express-session, with its MemoryStore (STORE unset) or session-file-store in
- * $TMPDIR/sessions (STORE=file). The seed's three routes, with the same semantics.
+ * express 5 + express-session, with its MemoryStore (STORE unset), session-file-store in
+ * $TMPDIR/sessions (STORE=file), or connect-redis on node-redis at REDIS_URL (STORE=redis).
+ * The seed's three routes, with the same semantics.
  *
  *   PORT=3000 node servers/express.mjs            PORT=3000 STORE=file node servers/express.mjs
+ *   PORT=3000 STORE=redis REDIS_URL=redis://127.0.0.1:6379 node servers/express.mjs
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +22,12 @@ if (process.env.STORE === 'file') {
   const FileStore = sessionFileStore(session);
   // ttl follows the cookie's maxAge (60 s); defaults otherwise (retries, write-file-atomic).
   options.store = new FileStore({ path: join(tmpdir(), 'sessions'), ttl: 60 });
+} else if (process.env.STORE === 'redis') {
+  const { RedisStore } = await import('connect-redis');
+  const { createClient } = await import('redis');
+  const client = await createClient({ url: process.env.REDIS_URL }).connect();
+  // Defaults otherwise: prefix 'sess:', the ttl from the cookie's maxAge (60 s), touch on.
+  options.store = new RedisStore({ client });
 }
 
 const app = express();

@@ -1,9 +1,11 @@
 /**
- * fastify 5 + @fastify/cookie + @fastify/session (its default in-memory store). The seed's
- * three routes, with the same semantics. `rolling: false` is its `resave: false`: with the
- * default `rolling: true` every read would save the session again.
+ * fastify 5 + @fastify/cookie + @fastify/session: its default in-memory store (STORE unset), or
+ * connect-redis on node-redis at REDIS_URL (STORE=redis), the Redis store its documentation
+ * points to. The seed's three routes, with the same semantics. `rolling: false` is its
+ * `resave: false`: with the default `rolling: true` every read would save the session again.
  *
  *   PORT=3000 node servers/fastify.mjs
+ *   PORT=3000 STORE=redis REDIS_URL=redis://127.0.0.1:6379 node servers/fastify.mjs
  */
 import fastifyCookie from '@fastify/cookie';
 import fastifySession from '@fastify/session';
@@ -11,7 +13,14 @@ import Fastify from 'fastify';
 
 const app = Fastify({ logger: false });
 await app.register(fastifyCookie);
+let store;
+if (process.env.STORE === 'redis') {
+  const { RedisStore } = await import('connect-redis');
+  const { createClient } = await import('redis');
+  store = new RedisStore({ client: await createClient({ url: process.env.REDIS_URL }).connect() });
+}
 await app.register(fastifySession, {
+  ...(store === undefined ? {} : { store }),
   secret: 'bench secret: not a real one, long enough for everybody',
   saveUninitialized: false,
   rolling: false,

@@ -1,2 +1,0 @@
-/** Temporary: the contract moved to lib/storage/storage.ts. */
-export * from './storage/storage.js';
