@@ -88,3 +88,12 @@ export function jsonEqual(a: JsonValue | undefined, b: JsonValue | undefined): b
   for (const k of keys) if (!Object.hasOwn(b, k) || !jsonEqual(a[k], b[k])) return false;
   return true;
 }
+
+/**
+ * The UTF-8 bytes one entry adds to an object's JSON: `"key":value` and a comma. An object's
+ * JSON is 2 bytes when empty, else the sum of its entries plus 1 (the braces, less the last
+ * comma), so a storage can keep the sum and measure a change by its entries alone.
+ */
+export function entryBytes(key: string, value: JsonValue): number {
+  return Buffer.byteLength(JSON.stringify(key)) + Buffer.byteLength(JSON.stringify(value)) + 2;
+}

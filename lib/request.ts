@@ -95,7 +95,7 @@ export class Request<S = unknown> {
   readonly method: string;
   /** The path, without the query string, as the client sent it (percent-encoded). */
   readonly path: string;
-  /** Route parameters: a null-prototype record, values percent-decoded. */
+  /** Route parameters: a null-prototype record, values percent-decoded (frozen and shared when the route has none). */
   params: Params;
   /** The response, sent after the handler and the session's commit. */
   readonly response: Response;

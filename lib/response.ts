@@ -130,34 +130,39 @@ export class Response {
     return this.raw.headersSent || this.raw.writableEnded;
   }
 
-  /** Sends the status, headers, the given cookies and the body, in one `end()`. */
-  send(setCookies: readonly string[]): void {
+  /**
+   * Sends the status, headers, the given cookies and the body, in one `end()`. Node computes
+   * `Content-Length` itself for a body given whole to `end()`.
+   */
+  send(setCookies: Iterable<string> | undefined): void {
     const res = this.raw;
     if (this.takenOver) return;
+    const chunks = this.#chunks;
     const body =
-      this.#chunks.length === 0
+      chunks.length === 0
         ? ''
-        : this.#chunks.length === 1
-          ? (this.#chunks[0] as string | Uint8Array)
-          : Buffer.concat(this.#chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
+        : chunks.length === 1
+          ? (chunks[0] as string | Uint8Array)
+          : Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
     for (const [name, value] of this.#headers.values()) res.setHeader(name, value);
-    if (setCookies.length > 0) {
-      // A Set-Cookie the handler set as a raw header stays, before the jar's cookies.
-      const own = this.#headers.get('set-cookie')?.[1];
-      res.setHeader('Set-Cookie', own === undefined ? (setCookies as string[]) : [...(Array.isArray(own) ? own : [String(own)]), ...setCookies]);
+    if (setCookies !== undefined) {
+      const cookies = [...setCookies];
+      if (cookies.length > 0) {
+        // A Set-Cookie the handler set as a raw header stays, before the jar's cookies.
+        const own = this.#headers.get('set-cookie')?.[1];
+        res.setHeader('Set-Cookie', own === undefined ? (cookies.length === 1 ? (cookies[0] as string) : cookies) : [...(Array.isArray(own) ? own : [String(own)]), ...cookies]);
+      }
     }
-    const noBody = this.#status === 204 || this.#status === 304;
-    if (noBody) {
-      res.statusCode = this.#status;
+    res.statusCode = this.#status;
+    if (this.#status === 204 || this.#status === 304) {
       res.end();
       return;
     }
     if (this.#kind !== 'empty' && !this.#headers.has('content-type')) {
       res.setHeader('Content-Type', this.#kind === 'json' ? JSON_TYPE : this.#kind === 'text' ? TEXT_TYPE : BYTES_TYPE);
     }
-    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-    res.setHeader('Content-Length', length);
-    res.statusCode = this.#status;
+    // Node leaves out the body of a HEAD answer, and with it the length it would compute.
+    if (res.req?.method === 'HEAD') res.setHeader('Content-Length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
     res.end(body);
   }
 

@@ -202,14 +202,17 @@ export class Router<H> {
       (method === 'HEAD' ? route.entries.get('GET') : undefined) ??
       route.entries.get('ALL');
     if (entry === undefined) return { kind: method === 'OPTIONS' ? 'options' : 'method', allow: route.allow };
+    // A route without parameters shares one frozen, empty record: nothing to allocate.
+    if (values === undefined) return { kind: 'found', handler: entry.handler, params: EMPTY_PARAMS };
     const params: Params = Object.create(null);
-    if (values !== undefined) {
-      const { names } = entry;
-      for (let i = 0; i < names.length; i++) params[names[i] as string] = values[i] as string;
-    }
+    const { names } = entry;
+    for (let i = 0; i < names.length; i++) params[names[i] as string] = values[i] as string;
     return { kind: 'found', handler: entry.handler, params };
   }
 }
+
+/** The parameters of a route that has none. */
+export const EMPTY_PARAMS: Readonly<Params> = Object.freeze(Object.create(null) as Params);
 
 const NONE = { kind: 'none' } as const;
 const BAD = { kind: 'bad' } as const;

@@ -16,7 +16,7 @@ import { FileStorage } from './storage/file/file-storage.js';
 import { Request, type RequestContext } from './request.js';
 import { Response } from './response.js';
 import { type Handler, type Middleware, RouteGroup, type RouteEntry, type RouteTable, chainOf, runChain } from './route-group.js';
-import { type Match, Router } from './router.js';
+import { EMPTY_PARAMS, type Match, Router } from './router.js';
 import {
   type ErrorHook,
   type Logger,
@@ -194,8 +194,8 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
 
   /** The `(req, res)` listener, for users who run their own `node:http` server. */
   readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
-    this.#handle(req, res).catch((err: unknown) => {
-      // Last resort: the handling itself failed. Answer if still possible; never crash.
+    // Last resort: the handling itself failed. Answer if still possible; never crash.
+    const lastResort = (err: unknown): void => {
       this.#report(err, undefined);
       if (!res.headersSent) {
         res.statusCode = 500;
@@ -203,7 +203,12 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       } else {
         res.destroy();
       }
-    });
+    };
+    try {
+      this.#handle(req, res)?.catch(lastResort);
+    } catch (err) {
+      lastResort(err);
+    }
   };
 
   /**
@@ -387,7 +392,12 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     this.#manager = undefined;
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Handles one request. Each step (load, middleware and handler, commit) goes on at once when
+   * it answered at once, and only a step that returned a promise makes the rest wait: a request
+   * on a storage that answers from memory, with a synchronous handler, takes no promise.
+   */
+  #handle(req: IncomingMessage, res: ServerResponse): Promise<void> | undefined {
     const response = new Response(res);
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
@@ -398,34 +408,70 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
       // Unknown path or method and no middleware to run: answer without touching sessions.
       answerUnmatched(response, match);
       if (this.#closing !== undefined) response.header('Connection', 'close');
-      response.send([]);
-      return;
+      response.send(undefined);
+      return undefined;
     }
     this.#inFlight++;
-    const r = new Request<Session<T>>(req, response, this.#requestContext(), match.kind === 'found' ? match.params : Object.create(null));
+    const r = new Request<Session<T>>(req, response, this.#requestContext(), match.kind === 'found' ? match.params : EMPTY_PARAMS);
+    let pending: Promise<void> | undefined;
     try {
       const manager = this.#sessions();
-      r.session = await manager.load<T>(manager.incomingIds(req.headers.cookie, (name) => r.header(name)), r);
-      let chain: readonly Middleware<T>[];
-      let last: Handler<T>;
-      if (match.kind === 'found') {
-        chain = chainOf(match.handler, this.#table.version);
-        last = match.handler.handler;
+      const loaded = manager.load<T>(manager.incomingIds(req.headers.cookie, (name) => r.header(name)), r);
+      if (loaded instanceof Promise) {
+        pending = loaded.then((session) => {
+          r.session = session;
+          return this.#run(r, match, manager);
+        });
       } else {
-        chain = global;
-        last = () => answerUnmatched(response, match);
-      }
-      await runChain(chain, last, r);
-      if (await manager.commit(r.session as Session<object>, r.cookie, this.#secure(req), r) && response.getHeader('cache-control') === undefined) {
-        response.header('Cache-Control', 'no-store');
+        r.session = loaded;
+        pending = this.#run(r, match, manager);
       }
     } catch (err) {
       this.#fail(err, r);
-    } finally {
-      this.#inFlight--;
     }
+    if (pending === undefined) {
+      this.#finish(r);
+      return undefined;
+    }
+    return pending.then(
+      () => this.#finish(r),
+      (err: unknown) => {
+        this.#fail(err, r);
+        this.#finish(r);
+      },
+    );
+  }
+
+  /** Runs the middleware and the handler, then commits: a promise only when a step gave one. */
+  #run(r: Request<Session<T>>, match: Match<RouteEntry<T>>, manager: SessionManager): Promise<void> | undefined {
+    let ran: unknown;
+    if (match.kind === 'found') {
+      ran = runChain(chainOf(match.handler, this.#table.version), match.handler.handler, r);
+    } else {
+      ran = runChain(this.ownMiddleware(), () => answerUnmatched(r.response, match), r);
+    }
+    if (isThenable(ran)) return Promise.resolve(ran).then(() => this.#commit(r, manager));
+    return this.#commit(r, manager);
+  }
+
+  #commit(r: Request<Session<T>>, manager: SessionManager): Promise<void> | undefined {
+    const committed = manager.commit(r.session as Session<object>, r.cookie, this.#secure(r.raw), r);
+    if (committed instanceof Promise) return committed.then((cookie) => this.#noStore(r, cookie));
+    this.#noStore(r, committed);
+    return undefined;
+  }
+
+  /** Responses that set or clear the session cookie are not cached, unless the handler said otherwise. */
+  #noStore(r: Request<Session<T>>, cookieSet: boolean): void {
+    if (cookieSet && r.response.getHeader('cache-control') === undefined) r.response.header('Cache-Control', 'no-store');
+  }
+
+  /** Sends the response, once everything before it is done. */
+  #finish(r: Request<Session<T>>): void {
+    this.#inFlight--;
+    const response = r.response;
     if (this.#closing !== undefined && !response.takenOver) response.header('Connection', 'close');
-    response.send([...r.cookie.pending.values()]);
+    response.send(r.cookie.pending.size === 0 ? undefined : r.cookie.pending.values());
     if (this.#inFlight === 0) this.#idle?.();
   }
 
@@ -539,6 +585,11 @@ function answerUnmatched(response: Response, match: Exclude<Match<unknown>, { ki
     case 'method':
       response.status(405).header('Allow', match.allow).write(STATUS_TEXT[405] as string);
   }
+}
+
+/** Whether a value is a promise or another thenable. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /** Where a storage keeps sessions, for `run()`'s line. */

@@ -8,7 +8,6 @@
  * the state stored at that moment (not to the copy loaded earlier): two overlapping requests
  * that write different keys both keep their keys.
  */
-import { ExpiringCache } from './cache.js';
 import { type CookieOptions, MAX_COOKIE_AGE_SECONDS, cookieValues, isPlainCookieValue, serializeCookie } from './cookie.js';
 import { SessionError, StorageError, errCode, sessionTooLarge } from './errors.js';
 import { maskCsrfToken, newCsrfSecret, verifyCsrfToken } from './csrf.js';
@@ -16,7 +15,7 @@ import { type Duration, describe, parseDuration } from './duration.js';
 import { hashId } from './id.js';
 import { cloneJson, jsonEqual, setOwn, toJsonValue } from './json.js';
 import type { CookieJar } from './request.js';
-import { META, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, isMetaKey } from './storage/storage.js';
+import { META, NOT_NOW, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type SyncStorage, isMetaKey } from './storage/storage.js';
 
 /**
  * How many values of the session cookie one request may offer. A sibling subdomain can plant a
@@ -24,6 +23,9 @@ import { META, type JsonValue, type SessionChanges, type SessionData, type Stora
  * read, so the number is small.
  */
 export const MAX_SESSION_COOKIES = 4;
+
+/** The most ids whose next cookie refresh the manager remembers. */
+const MAX_COOKIE_DUE = 100_000;
 
 /** Marks a key this request removed. */
 const REMOVED = Symbol('removed');
@@ -395,6 +397,17 @@ function applyChanges(base: SessionData | undefined, changes: ReadonlyMap<string
   return out;
 }
 
+/** Whether a record has any key (without building the array of them). */
+function hasKeys(data: SessionData): boolean {
+  for (const _ in data) return true;
+  return false;
+}
+
+/** The changes of a session (for reading). */
+function changesOf(s: SessionState): ReadonlyMap<string, Change> {
+  return s.changes;
+}
+
 /** Whether a new session holds anything worth creating it for (more than its creation time). */
 function worthKeeping(data: SessionData): boolean {
   for (const k in data) if (k !== META.created) return true;
@@ -475,8 +488,12 @@ export class SessionManager {
   readonly #config: SessionConfig;
   /** Commits of one id run one after another: `get`, merge and `set` never interleave. */
   readonly #locks = new Map<string, Promise<void>>();
-  /** Which ids had their cookie sent lately, so read-only requests refresh it only when due. */
-  readonly #cookieSent: ExpiringCache<string, true>;
+  /**
+   * When each id's cookie is next due for a refresh (ms), so requests that keep the id refresh it
+   * only then. A plain map, emptied when it grows past {@link MAX_COOKIE_DUE} (which costs each
+   * session one early refresh at most).
+   */
+  readonly #cookieDue = new Map<string, number>();
   /** The session cookie's attributes after `Max-Age`, without and with `Secure`. */
   readonly #suffixes: [string | undefined, string | undefined] = [undefined, undefined];
   #storage: Storage | undefined;
@@ -484,10 +501,11 @@ export class SessionManager {
   #storageChecksSize = false;
   /** What each session is handed. */
   readonly #ctx: SessionContext;
+  /** The storage's {@link SyncStorage}; `null` until looked up. */
+  #syncStorage: SyncStorage | undefined | null = null;
 
   constructor(config: SessionConfig) {
     this.#config = config;
-    this.#cookieSent = new ExpiringCache<string, true>({ max: 100_000, now: config.now });
     this.#ctx = { newId: () => this.newId(), now: config.now, maxAgeLimitMs: config.maxAgeLimitMs };
   }
 
@@ -537,14 +555,38 @@ export class SessionManager {
    * session. An id that is malformed, unknown or expired is never adopted: with none left the
    * handler sees an empty session, and a write gets a new id. A storage that fails rejects with
    * a `StorageError` (the request gets a 503), never with an empty session.
+   *
+   * Answers at once (no promise) when the storage can: no id offered, or a storage that reads
+   * from memory.
    */
-  async load<T extends object>(ids: readonly string[], request?: unknown): Promise<Session<T>> {
-    const emit = this.#config.emit;
-    for (const id of ids) {
-      if (id === '' || !this.#config.validateId(id)) {
-        if (emit !== undefined && id !== '') emit({ type: 'refused', idHash: hashId(id.slice(0, 4096)), reason: 'malformed' }, request);
-        continue;
+  load<T extends object>(ids: readonly string[], request?: unknown): Session<T> | Promise<Session<T>> {
+    const sync = this.#sync();
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as string;
+      if (!this.#wellFormed(id, request)) continue;
+      let data: SessionData | undefined | typeof NOT_NOW = NOT_NOW;
+      if (sync !== undefined) {
+        try {
+          data = sync.get(id);
+        } catch (err) {
+          throw asStorageError(err, 'read');
+        }
       }
+      if (data === NOT_NOW) return this.#loadAsync(ids, i, request);
+      if (data !== undefined && this.#remainingLife(data) > 0) return new Session<T>(this.#ctx, id, data);
+      // Past its absolute timeout, or unknown: never adopted.
+      if (data !== undefined) return this.#loadAsync(ids, i, request);
+      this.#config.emit?.({ type: 'refused', idHash: hashId(id), reason: 'unknown' }, request);
+    }
+    return new Session<T>(this.#ctx, '', undefined);
+  }
+
+  /** {@link SessionManager.load} from the `i`th id on, awaiting the storage. */
+  async #loadAsync<T extends object>(ids: readonly string[], from: number, request: unknown): Promise<Session<T>> {
+    const emit = this.#config.emit;
+    for (let i = from; i < ids.length; i++) {
+      const id = ids[i] as string;
+      if (i > from && !this.#wellFormed(id, request)) continue;
       const data = await this.#read(id);
       if (data !== undefined && this.#remainingLife(data) > 0) return new Session<T>(this.#ctx, id, data);
       if (data !== undefined) {
@@ -558,6 +600,22 @@ export class SessionManager {
     return new Session<T>(this.#ctx, '', undefined);
   }
 
+  /** Whether an offered id has the issued format (reported as refused when not). */
+  #wellFormed(id: string, request: unknown): boolean {
+    if (id !== '' && this.#config.validateId(id)) return true;
+    if (id !== '') this.#config.emit?.({ type: 'refused', idHash: hashId(id.slice(0, 4096)), reason: 'malformed' }, request);
+    return false;
+  }
+
+  /** The storage's way to answer at once, if it has one. */
+  #sync(): SyncStorage | undefined {
+    if (this.#syncStorage === null) {
+      const candidate = (this.storage as { [SYNC]?: SyncStorage })[SYNC];
+      this.#syncStorage = candidate ?? undefined;
+    }
+    return this.#syncStorage;
+  }
+
   /**
    * Commits a session after the handler: writes it when it changed, extends its life when it
    * was only read, carries out `regenerate` and `destroy`, and sets or expires the cookie.
@@ -566,13 +624,43 @@ export class SessionManager {
    * and no cookie is set then.
    * @returns whether the session cookie was set or cleared
    */
-  async commit(session: Session<object>, jar: CookieJar, secure: boolean, request?: unknown): Promise<boolean> {
+  commit(session: Session<object>, jar: CookieJar, secure: boolean, request?: unknown): boolean | Promise<boolean> {
     const s = session[STATE];
+    // The commonest requests answer at once: nothing to commit, or a storage that can.
+    if (s.id === '' && !s.retire) return false;
+    const sync = this.#sync();
+    if (sync !== undefined && !s.retire && s.id === s.origin) {
+      let cookie: string | undefined;
+      if (s.touched && changed(s)) {
+        const written = this.#now(() => sync.patch(s.id, changeSet(s), this.#ttlOf(s)), 'write');
+        if (written === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
+        if (written) cookie = this.#cookieIfDue(s.id, lookup(s, META.remember), lookup(s, META.created), secure, changesOf(s).has(META.remember));
+      } else if (s.base !== undefined && hasKeys(s.base)) {
+        const alive = this.#now(() => sync.touch(s.id, this.#ttlOf(s)), 'touch');
+        if (alive === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
+        if (alive) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
+      }
+      return this.#setCookie(s, jar, secure, cookie);
+    }
+    return this.#commitAsync(s, jar, secure, request);
+  }
+
+  /** Runs a {@link SyncStorage} call, turning its failure into a `StorageError`. */
+  #now<R>(fn: () => R, what: string): R {
+    try {
+      return fn();
+    } catch (err) {
+      throw asStorageError(err, what);
+    }
+  }
+
+  /** {@link SessionManager.commit}, awaiting the storage. */
+  async #commitAsync(s: SessionState, jar: CookieJar, secure: boolean, request: unknown): Promise<boolean> {
     const c = this.#config;
     const emit = c.emit;
     let cookie: string | undefined;
     if (s.id === '') {
-      // No session now: never started, or destroyed.
+      // No session now: destroyed.
       if (s.retire) {
         await this.#remove(s.origin);
         emit?.({ type: 'destroyed', idHash: hashId(s.origin) }, request);
@@ -580,11 +668,10 @@ export class SessionManager {
     } else if (s.id === s.origin) {
       // The loaded session, same id: write the changes, or extend its life.
       if (s.touched && changed(s)) {
-        const data = view(s);
-        if (await this.#update(s, data)) cookie = this.#cookieIfDue(s.id, data, secure, true);
-      } else if (s.base !== undefined && Object.keys(s.base).length > 0) {
-        let alive = await this.#touch(s.id, s.base);
-        cookie = this.#cookieIfDue(s.id, s.base, secure, false);
+        if (await this.#update(s)) cookie = this.#cookieIfDue(s.id, lookup(s, META.remember), lookup(s, META.created), secure, changesOf(s).has(META.remember));
+      } else if (s.base !== undefined && hasKeys(s.base)) {
+        let alive = await this.#touch(s.id, this.#ttlOf(s));
+        cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
         // A storage that does not say whether the session still exists is asked before a
         // cookie goes out: a session another request destroyed is never sent back.
         if (cookie !== undefined && alive === undefined) alive = (await this.#read(s.id)) !== undefined;
@@ -606,8 +693,8 @@ export class SessionManager {
       } else {
         if (!Object.hasOwn(data, META.created)) setOwn(data, META.created, c.now());
         // Built before the write: a cookie that cannot be sent fails the request first.
-        const header = this.#cookieIfDue(s.id, data, secure, true);
-        await this.#write(s.id, data);
+        const header = this.#cookieIfDue(s.id, data[META.remember], data[META.created], secure, true);
+        await this.#write(s.id, data, this.#ttl(data[META.remember], data[META.created]));
         cookie = header;
         if (emit !== undefined) {
           emit(s.retire ? { type: 'regenerated', idHash: hashId(s.id), previousIdHash: hashId(s.origin) } : { type: 'created', idHash: hashId(s.id) }, request);
@@ -615,6 +702,12 @@ export class SessionManager {
       }
       if (s.retire) await this.#remove(s.origin);
     }
+    return this.#setCookie(s, jar, secure, cookie);
+  }
+
+  /** Puts the session cookie (or its expiry) in the jar. @returns whether it did */
+  #setCookie(s: SessionState, jar: CookieJar, secure: boolean, cookie: string | undefined): boolean {
+    const c = this.#config;
     if (!c.cookieOutput) return false;
     if (cookie !== undefined) {
       jar.pending.set(c.idName, cookie);
@@ -634,43 +727,58 @@ export class SessionManager {
 
   /** Stops the manager's timers. */
   close(): void {
-    this.#cookieSent.close();
+    this.#cookieDue.clear();
   }
 
-  /** How long a session has left before its absolute timeout (`Infinity` without one). */
+  /** How long a session created at `created` has left before its absolute timeout (`Infinity` without one). */
   #remainingLife(data: SessionData): number {
+    return this.#lifeLeft(data[META.created]);
+  }
+
+  #lifeLeft(created: JsonValue | undefined): number {
     const lifetime = this.#config.maxLifetimeMs;
-    const created = data[META.created];
     if (lifetime === 0 || typeof created !== 'number') return Infinity;
     return created + lifetime - this.#config.now();
   }
 
   /** The time to live a write or a touch gives a session: its idle timeout, within its lifetime. */
-  #ttl(data: SessionData): number {
-    const remember = data[META.remember];
+  #ttl(remember: JsonValue | undefined, created: JsonValue | undefined): number {
     const idle = typeof remember === 'number' ? remember : this.#config.maxAgeMs;
-    return Math.max(1, Math.min(idle, this.#remainingLife(data)));
+    return Math.max(1, Math.min(idle, this.#lifeLeft(created)));
+  }
+
+  /** {@link SessionManager.#ttl} of the session as this request sees it. */
+  #ttlOf(s: SessionState): number {
+    return this.#ttl(lookup(s, META.remember), lookup(s, META.created));
   }
 
   /** How long the session's cookie lives, in ms; 0 for a browser-session cookie. */
-  #cookieLife(data: SessionData): number {
-    const remember = data[META.remember];
+  #cookieLife(remember: JsonValue | undefined, created: JsonValue | undefined): number {
     if (remember === false) return 0;
     const life = typeof remember === 'number' ? remember : this.#config.cookieMaxAgeMs;
-    return life === 0 ? 0 : Math.min(life, this.#remainingLife(data));
+    return life === 0 ? 0 : Math.min(life, this.#lifeLeft(created));
   }
 
   /**
-   * The session cookie when it is due (always after a write when `wrote`), recording it as sent
-   * for the refresh interval of its life.
+   * The session cookie when it is due (always when `force`: a new id, or a changed life),
+   * recording when it is next due: a quarter of its life from now, at most a minute.
    */
-  #cookieIfDue(id: string, data: SessionData, secure: boolean, wrote: boolean): string | undefined {
+  #cookieIfDue(id: string, remember: JsonValue | undefined, created: JsonValue | undefined, secure: boolean, force: boolean): string | undefined {
     const c = this.#config;
     if (!c.cookieOutput) return undefined;
-    const life = this.#cookieLife(data);
-    if (!wrote && (life === 0 || this.#cookieSent.has(id))) return undefined;
+    const life = this.#cookieLife(remember, created);
+    const now = c.now();
+    if (!force) {
+      // A browser-session cookie lives as long as the browser: it needs no refresh.
+      if (life === 0) return undefined;
+      const due = this.#cookieDue.get(id);
+      if (due !== undefined && now < due) return undefined;
+    }
     const header = this.#sessionCookie(id, life, secure);
-    if (life > 0) this.#cookieSent.set(id, true, cookieRefreshInterval(life));
+    if (life > 0) {
+      if (this.#cookieDue.size >= MAX_COOKIE_DUE) this.#cookieDue.clear();
+      this.#cookieDue.set(id, now + cookieRefreshInterval(life));
+    }
     return header;
   }
 
@@ -697,12 +805,12 @@ export class SessionManager {
    * `patch` when it has one, else by reading, merging and writing under this process's lock.
    * @returns `false` when the session no longer exists (nothing is written then)
    */
-  async #update(s: SessionState, data: SessionData): Promise<boolean> {
+  async #update(s: SessionState): Promise<boolean> {
     const storage = this.storage;
     const id = s.id;
-    const ttl = this.#ttl(data);
+    const ttl = this.#ttlOf(s);
     if (typeof storage.patch === 'function') {
-      if (!this.#storageChecksSize) this.#checkSize(data);
+      if (!this.#storageChecksSize) this.#checkSize(view(s));
       try {
         return await storage.patch(id, changeSet(s), ttl);
       } catch (err) {
@@ -731,7 +839,7 @@ export class SessionManager {
     }
   }
 
-  async #write(id: string, data: SessionData, ttl = this.#ttl(data)): Promise<void> {
+  async #write(id: string, data: SessionData, ttl: number): Promise<void> {
     const storage = this.storage;
     if (!this.#storageChecksSize) this.#checkSize(data);
     try {
@@ -741,9 +849,9 @@ export class SessionManager {
     }
   }
 
-  async #touch(id: string, data: SessionData): Promise<boolean | undefined> {
+  async #touch(id: string, ttl: number): Promise<boolean | undefined> {
     try {
-      const alive: unknown = await this.storage.touch(id, this.#ttl(data));
+      const alive: unknown = await this.storage.touch(id, ttl);
       return typeof alive === 'boolean' ? alive : undefined;
     } catch (err) {
       throw asStorageError(err, 'touch');
@@ -759,7 +867,7 @@ export class SessionManager {
       } catch (err) {
         throw asStorageError(err, 'delete');
       }
-      this.#cookieSent.delete(id);
+      this.#cookieDue.delete(id);
     };
     // A storage with `patch` checks existence atomically; without it a merge under the lock
     // must not write the session back after this deletion.

@@ -20,6 +20,10 @@ function seed(s: Server): void {
       r.session.removeAll();
       r.response.write('ok');
     });
+    group.all('/remember', (r) => {
+      r.session.remember('10m');
+      r.response.write('ok');
+    });
     group.all('/set-other', (r) => {
       r.session.set('other', (r.session.get('other') as number | undefined ?? 0) + 1);
       r.response.write('ok');
@@ -405,7 +409,7 @@ describe('the session cookie', () => {
     assert.equal(warnings.length, 1, 'the Secure cookie over plain HTTP warns once, not per request');
   });
 
-  it('refreshes on read-only requests at most once a minute', async (t) => {
+  it('refreshes the cookie on reads and writes at most once a minute, and at once when its life changes', async (t) => {
     const clock = new Clock();
     const s = await serve(t, { sessionStorage: new MemoryStorage({ now: clock.now }), now: clock.now }, seed);
     const jar = new Jar();
@@ -420,8 +424,15 @@ describe('the session cookie', () => {
     assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'refreshed once per interval');
     // A write of the value already stored is no change: no write, no cookie.
     assert.equal((await jar.send(s.port, '/set')).setCookies.length, 0, 'setting the same value is a read');
-    // A write that changes the data sends it.
-    assert.equal((await jar.send(s.port, '/set-other')).setCookies.length, 1, 'a real change sends the cookie');
+    // A write follows the same rule as a read: the id did not change, the cookie is not due.
+    assert.equal((await jar.send(s.port, '/set-other')).setCookies.length, 0, 'a write before the refresh is due sends no cookie');
+    clock.advance(60_000);
+    const due = await jar.send(s.port, '/set-other');
+    assert.equal(due.setCookies.length, 1, 'a write once the refresh is due sends the cookie');
+    assert.equal(due.headers['cache-control'], 'no-store', 'with Cache-Control: no-store');
+    // A write that changes the cookie's life sends it at once.
+    const remembered = await jar.send(s.port, '/remember');
+    assert.match(remembered.setCookies[0] ?? '', /; Max-Age=600;/, 'remember(duration) sends the new Max-Age at once');
   });
 
   it('makes a browser-session cookie with sessionCookieMaxAge 0', async (t) => {

@@ -5,8 +5,8 @@ import { ExpiringCache } from '../cache.js';
 import { type Duration, describe } from '../duration.js';
 import { sessionTooLarge } from '../errors.js';
 import { hashId } from '../id.js';
-import { setOwn } from '../json.js';
-import { META, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession } from './storage.js';
+import { entryBytes, setOwn } from '../json.js';
+import { META, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from './storage.js';
 
 /** Options of {@link MemoryStorage}. */
 export interface MemoryStorageOptions {
@@ -23,6 +23,21 @@ export interface MemoryStorageOptions {
   sweepInterval?: Duration;
   /** The clock, in milliseconds; tests inject one. @default Date.now */
   now?: () => number;
+}
+
+/**
+ * The sum of a stored session's {@link entryBytes}, kept on the record itself (a hidden,
+ * non-enumerable property JSON never sees), so that a patch measures only what it changes.
+ */
+const SUM: unique symbol = Symbol('bare-session: JSON size');
+
+/** The sum of the entries of a record's JSON: kept, or measured once. */
+function sumOf(data: SessionData): number {
+  const kept = (data as { [SUM]?: number })[SUM];
+  if (kept !== undefined) return kept;
+  let sum = 0;
+  for (const k of Object.keys(data)) sum += entryBytes(k, data[k] as JsonValue);
+  return sum;
 }
 
 /** The default `sessionMaxSize` until the server configures the storage. */
@@ -65,6 +80,17 @@ export class MemoryStorage implements Storage {
     this.#onEvent = settings.onEvent;
   }
 
+  /** @internal Every operation answers at once: the server takes no promise for this storage. */
+  readonly [SYNC]: SyncStorage = {
+    get: (id) => this.#cache.get(id),
+    set: (id, data, ttlMs) => {
+      this.#store(id, data, ttlMs, undefined, this.#checkSize(data));
+      return true;
+    },
+    patch: (id, changes, ttlMs) => this.#patch(id, changes, ttlMs),
+    touch: (id, ttlMs) => this.#cache.touch(id, ttlMs),
+  };
+
   /** The session, or `undefined` when missing or expired. */
   async get(id: string): Promise<SessionData | undefined> {
     return this.#cache.get(id);
@@ -72,8 +98,7 @@ export class MemoryStorage implements Storage {
 
   /** Stores the session for `ttlMs`; the storage owns `data` from now on. */
   async set(id: string, data: SessionData, ttlMs: number): Promise<void> {
-    this.#checkSize(data);
-    this.#store(id, data, ttlMs);
+    this.#store(id, data, ttlMs, undefined, this.#checkSize(data));
   }
 
   /**
@@ -81,15 +106,7 @@ export class MemoryStorage implements Storage {
    * @returns `false` (changing nothing) when the session is missing or expired
    */
   async patch(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean> {
-    const current = this.#cache.peek(id);
-    if (current === undefined) return false;
-    const next: SessionData = Object.create(null);
-    if (!changes.clear) for (const k of Object.keys(current)) setOwn(next, k, current[k]);
-    for (const k of changes.remove) delete next[k];
-    for (const k of Object.keys(changes.set)) setOwn(next, k, changes.set[k]);
-    this.#checkSize(next);
-    this.#store(id, next, ttlMs);
-    return true;
+    return this.#patch(id, changes, ttlMs);
   }
 
   /**
@@ -151,9 +168,37 @@ export class MemoryStorage implements Storage {
     this.#owners.clear();
   }
 
+  #patch(id: string, changes: SessionChanges, ttlMs: number): boolean {
+    const current = this.#cache.peek(id);
+    if (current === undefined) return false;
+    const next: SessionData = Object.create(null);
+    // The size of the result, from the size of what is stored and the changes alone: the JSON
+    // of the keys that did not change is not serialized again.
+    let sum = 0;
+    if (!changes.clear) {
+      for (const k of Object.keys(current)) setOwn(next, k, current[k]);
+      sum = sumOf(current);
+    }
+    for (const k of changes.remove) {
+      if (Object.hasOwn(next, k)) {
+        sum -= entryBytes(k, next[k] as JsonValue);
+        delete next[k];
+      }
+    }
+    for (const k of Object.keys(changes.set)) {
+      const v = changes.set[k] as JsonValue;
+      if (Object.hasOwn(next, k)) sum -= entryBytes(k, next[k] as JsonValue);
+      sum += entryBytes(k, v);
+      setOwn(next, k, v);
+    }
+    this.#checkBytes(sum);
+    this.#store(id, next, ttlMs, current, sum);
+    return true;
+  }
+
   /** Stores a session, keeping the owner index in step with it. */
-  #store(id: string, data: SessionData, ttlMs: number): void {
-    const previous = this.#cache.peek(id);
+  #store(id: string, data: SessionData, ttlMs: number, previous = this.#cache.peek(id), sum?: number): void {
+    if (sum !== undefined) Object.defineProperty(data, SUM, { value: sum });
     if (previous !== undefined && previous[META.owner] !== data[META.owner]) this.#unindex(id, previous);
     this.#cache.set(id, data, ttlMs);
     const owner = data[META.owner];
@@ -176,8 +221,15 @@ export class MemoryStorage implements Storage {
     if (ids.size === 0) this.#owners.delete(owner);
   }
 
-  #checkSize(data: SessionData): void {
-    const size = Buffer.byteLength(JSON.stringify(data));
+  /** Checks a whole session's size, and returns its sum of entries for later patches. */
+  #checkSize(data: SessionData): number {
+    const sum = sumOf(data);
+    this.#checkBytes(sum);
+    return sum;
+  }
+
+  #checkBytes(sum: number): void {
+    const size = sum === 0 ? 2 : sum + 1;
     if (size > this.#maxSize) throw sessionTooLarge(size, this.#maxSize);
   }
 }

@@ -147,3 +147,23 @@ export interface Storage {
   /** Every live session's id hash and expiry, a few at a time. */
   list?(): AsyncIterable<{ readonly idHash: string; readonly expiresAt: number }>;
 }
+
+/** What a {@link SyncStorage} answers when it cannot answer at once (the server then awaits the method's promise). */
+export const NOT_NOW: unique symbol = Symbol('bare-session: not now');
+
+/**
+ * @internal How the library's own storages answer at once when they can (memory, and
+ * `FileStorage`'s sessions in memory), so that the server's commonest requests take no promise
+ * at all. Each method does what the contract's method of the same name does and has done it
+ * completely when it returns, or returns {@link NOT_NOW} having done nothing. Not part of the
+ * contract: a storage of a user never needs it.
+ */
+export interface SyncStorage {
+  get(id: string): SessionData | undefined | typeof NOT_NOW;
+  set(id: string, data: SessionData, ttlMs: number): true | typeof NOT_NOW;
+  patch(id: string, changes: SessionChanges, ttlMs: number): boolean | typeof NOT_NOW;
+  touch(id: string, ttlMs: number): boolean | typeof NOT_NOW;
+}
+
+/** @internal The key under which a storage offers its {@link SyncStorage}. */
+export const SYNC: unique symbol = Symbol('bare-session: sync storage');
