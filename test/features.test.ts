@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { MemoryStorage, Server, type Storage, csrf, isValidId } from '../lib/index.js';
+import { FileStorage, MemoryStorage, Server, type Storage, csrf, isValidId } from '../lib/index.js';
 import { hashId } from '../lib/id.js';
 import type { SessionEvent } from '../lib/session.js';
 import { Clock, Jar, type Reply, cookieValue, send, serve, tempDir } from './helpers.js';
@@ -17,6 +17,17 @@ import { Clock, Jar, type Reply, cookieValue, send, serve, tempDir } from './hel
 /** The storages the features are proven on, each made with the test's clock. */
 const STORAGES: { name: string; make: (clock: Clock, t: TestContext) => Storage }[] = [
   { name: 'MemoryStorage', make: (clock) => new MemoryStorage({ now: clock.now }) },
+  {
+    name: 'FileStorage',
+    make: (clock, t) => {
+      let storage: FileStorage | undefined;
+      // Registered before tempDir's removal (after-hooks run in order): closed, its writes
+      // finished, before its folder goes.
+      t.after(() => storage?.close());
+      storage = new FileStorage({ path: tempDir(t, 'bare-session-features-'), now: clock.now, writerThreads: 0 });
+      return storage;
+    },
+  },
 ];
 
 for (const { name, make } of STORAGES) {

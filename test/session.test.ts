@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HttpError, MemoryStorage, Server, type SessionData, generateId } from '../lib/index.js';
+import { FileStorage, HttpError, MemoryStorage, Server, type SessionData, generateId } from '../lib/index.js';
 import { isValidId } from '../lib/id.js';
 import type { TestContext } from 'node:test';
 import type { Storage } from '../lib/storage/storage.js';
-import { Barrier, Clock, FailingStorage, GatedStorage, Jar, SpyStorage, cookieValue, deferred, send, serve, turn, waitFor } from './helpers.js';
+import { Barrier, Clock, FailingStorage, GatedStorage, Jar, SpyStorage, cookieValue, deferred, send, serve, tempDir, turn, waitFor } from './helpers.js';
 
 /** The seed's routes, plus a few more used below. */
 function seed(s: Server): void {
@@ -735,6 +735,41 @@ describe('concurrency', () => {
       assert.equal(data['time'], 1700000000, 'the key written before is kept');
     });
   }
+
+  it('keeps all 200 keys of 200 concurrent disjoint writes on one session of a FileStorage, in memory and on disk (through its patch)', async (t) => {
+    const storages: FileStorage[] = [];
+    // Registered before tempDir's removal (after-hooks run in order): closed before the folder goes.
+    t.after(async () => {
+      for (const f of storages) await f.close();
+    });
+    const dir = tempDir(t, 'bare-session-concurrency-');
+    const inner = new FileStorage({ path: dir, writerThreads: 0, maxInMemory: 1 });
+    storages.push(inner);
+    const storage = new GatedStorage(inner, { withPatch: true, delay: true });
+    let barrier: Barrier | undefined;
+    const s = await keyServer(t, storage, () => barrier);
+    const id = cookieValue((await send(s.port, '/set')).setCookies, 'sid') as string;
+    // Every request loads before any commits (the test waits at the barrier too); then another
+    // session pushes this one out of memory before the first patch runs (each storage call waits
+    // a turn), so every patch waits for one shared read of the file and must merge into the
+    // session as it is when its turn comes.
+    barrier = new Barrier(201);
+    const sent = Promise.all(Array.from({ length: 200 }, (_, i) => send(s.port, `/k/k${i}`, { headers: { cookie: `sid=${id}` } })));
+    await barrier.wait();
+    await inner.set(generateId(), { other: true }, 60_000);
+    assert.equal(inner.sizeInMemory, 1, 'only the other session is held in memory');
+    const replies = await sent;
+    assert.ok(replies.every((r) => r.status === 200), 'every request succeeded');
+    assert.equal(storage.calls.filter((c) => c.method === 'patch').length, 200, 'each commit went through FileStorage.patch, with no lock of the server');
+    const data = (await inner.get(id)) as SessionData;
+    for (let i = 0; i < 200; i++) assert.equal(data[`k${i}`], true, `key k${i} is kept in memory`);
+    await inner.close();
+    const reopened = new FileStorage({ path: dir, writerThreads: 0 });
+    storages.push(reopened);
+    const onDisk = (await reopened.get(id)) as SessionData;
+    for (let i = 0; i < 200; i++) assert.equal(onDisk[`k${i}`], true, `key k${i} is kept on disk`);
+    assert.equal(onDisk['time'], 1700000000, 'the key written before is kept on disk');
+  });
 
   it('keeps both keys of two requests of one id that loaded together and commit one after the other', async (t) => {
     const inner = new MemoryStorage();

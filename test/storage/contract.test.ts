@@ -2,7 +2,11 @@
  * The storage contract (lib/testing.ts, published as `bare-session/testing`) run against every
  * storage of the library, and against a minimal storage without the optional methods.
  */
-import { MemoryStorage } from '../../lib/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after } from 'node:test';
+import { FileStorage, MemoryStorage } from '../../lib/index.js';
 import type { SessionData, Storage } from '../../lib/storage/storage.js';
 import { storageContract } from '../../lib/testing.js';
 import { Clock } from '../helpers.js';
@@ -10,6 +14,19 @@ import { Clock } from '../helpers.js';
 {
   const clock = new Clock();
   storageContract('MemoryStorage', { create: () => new MemoryStorage({ now: clock.now }), advance: (ms) => clock.advance(ms) });
+}
+
+{
+  // One temporary folder per storage, inside one removed after the file's tests (each storage is
+  // closed by the contract after its test, so nothing writes there by then).
+  const root = mkdtempSync(join(tmpdir(), 'bare-session-contract-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+  let n = 0;
+  const clock = new Clock();
+  storageContract('FileStorage', {
+    create: () => new FileStorage({ path: join(root, String(n++)), now: clock.now, writerThreads: 0 }),
+    advance: (ms) => clock.advance(ms),
+  });
 }
 
 /** The smallest storage a user could write: a Map with expiry, no patch, no configure. */

@@ -5,8 +5,7 @@
  * folders, an injected clock.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import {
   chmodSync,
@@ -29,34 +28,19 @@ import { type Server as NetServer, createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { SessionError, StorageError } from '../../../lib/errors.js';
-import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../../../lib/storage/file/file-storage.js';
+import { fsCalls } from '../../../lib/storage/file/files.js';
+import { FileStorage, type FileStorageOptions } from '../../../lib/storage/file/file-storage.js';
+import { HEADER_SIZE } from '../../../lib/storage/file/format.js';
 import { generateId } from '../../../lib/id.js';
 import { Server } from '../../../lib/index.js';
 import { MAX_DEPTH } from '../../../lib/json.js';
+import { startChild } from '../../child.js';
 import { Clock, send, tempDir } from '../../helpers.js';
+import { MINUTE, codes, expiryOf, fileOf, hashOf, header, plant, setup } from './helpers.js';
 
-const ROOT = join(import.meta.dirname, '..', '..', '..');
 const BAD_PATHS = join(import.meta.dirname, '..', '..', 'fixtures', 'file-bad-paths.ts');
-const MINUTE = 60_000;
 const DAY = 86_400_000;
 const IS_ROOT = process.getuid?.() === 0;
-
-function hashOf(id: string): string {
-  return createHash('sha256').update(id).digest('hex');
-}
-
-function fileOf(dir: string, id: string): string {
-  const hash = hashOf(id);
-  return join(dir, hash.slice(0, 2), hash);
-}
-
-function header(expiresAt: number | string): string {
-  return `BS1 ${String(expiresAt).padStart(16, '0')}\n`;
-}
-
-function expiryOf(file: string): number {
-  return Number(readFileSync(file).toString('latin1', 4, HEADER_SIZE - 1));
-}
 
 /** Makes the shard folder of `id` (0700, as the storage makes them) and returns the session's file name. */
 function shardFor(dir: string, id: string): string {
@@ -65,12 +49,7 @@ function shardFor(dir: string, id: string): string {
   return file;
 }
 
-function plant(dir: string, id: string, content: string | Buffer): string {
-  const file = shardFor(dir, id);
-  writeFileSync(file, content, { mode: 0o600 });
-  return file;
-}
-
+/** Makes a FIFO (mode 0600) at `path`. */
 function mkfifo(path: string): void {
   execFileSync('mkfifo', ['-m', '600', path]);
 }
@@ -88,36 +67,9 @@ function unblock(fifos: readonly string[]): void {
   }
 }
 
-function codes(errors: readonly Error[]): string[] {
-  return errors.map((e) => (e instanceof StorageError ? e.code : e.name));
-}
-
-interface Setup {
-  dir: string;
-  clock: Clock;
-  errors: Error[];
-  make(options?: FileStorageOptions): FileStorage;
-}
-
-function setup(t: TestContext): Setup {
-  const storages: FileStorage[] = [];
-  t.after(async () => {
-    for (const s of storages) await s.close();
-  });
-  const dir = tempDir(t, 'bare-session-hostile-');
-  const clock = new Clock();
-  const errors: Error[] = [];
-  const make = (options: FileStorageOptions = {}): FileStorage => {
-    const s = new FileStorage({ path: dir, now: clock.now, onError: (e) => errors.push(e), writerThreads: 0, ...options });
-    storages.push(s);
-    return s;
-  };
-  return { dir, clock, errors, make };
-}
-
 describe('FileStorage: files that are not regular files', () => {
   it('sets aside FIFOs at session paths without waiting on them: reads, new shard folders, the sweep, touch and close() all finish', { timeout: 20_000 }, async (t) => {
-    const { dir, clock, errors, make } = setup(t);
+    const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
     const fifos: string[] = [];
     t.after(() => unblock(fifos));
     // Six FIFOs, more than Node's thread pool has threads, each at a session's file name.
@@ -182,7 +134,7 @@ describe('FileStorage: files that are not regular files', () => {
   });
 
   it('sets aside a socket and a device at session paths, never reading the device', { timeout: 20_000 }, async (t) => {
-    const { dir, errors, make } = setup(t);
+    const { dir, errors, make } = setup(t, 'bare-session-hostile-');
     const s = make();
     const socketId = generateId();
     const socketFile = shardFor(dir, socketId);
@@ -229,7 +181,7 @@ describe('FileStorage: shard folders', () => {
   }
 
   it('never follows a shard folder that is a symbolic link: not for reads, writes or the sweep', async (t) => {
-    const { dir, clock, errors, make } = setup(t);
+    const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
     const id = generateId();
     const shard = hashOf(id).slice(0, 2);
     const out = outside(t, clock, id);
@@ -250,7 +202,7 @@ describe('FileStorage: shard folders', () => {
   });
 
   it('sets aside shard folders of another user or open to others, and a session file of another user', { skip: !IS_ROOT && 'needs root to chown' }, async (t) => {
-    const { dir, clock, errors, make } = setup(t);
+    const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
     const content = `${header(clock.ms + 10 * MINUTE)}{"admin":true}`;
     const theirs = generateId();
     let open = generateId();
@@ -273,7 +225,7 @@ describe('FileStorage: shard folders', () => {
   });
 
   it('is safe after a chmod 700 of the folder, as its error advises: planted shards are still not followed', async (t) => {
-    const { dir, clock, errors, make } = setup(t);
+    const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
     chmodSync(dir, 0o777);
     assert.throws(() => make(), (err: unknown) => err instanceof TypeError && /chmod 700/.test(err.message), 'the open folder is refused, with the advice');
     // While it was open, someone planted a link to their own folder at a shard's name.
@@ -331,7 +283,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
   });
 
   it('cuts an expiry beyond maxAgeMs to now + maxAgeMs, in memory and in the header at the next flush', async (t) => {
-    const { dir, clock, errors, make } = setup(t);
+    const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
     const s = make();
     s.configure({ maxAgeMs: 60 * MINUTE, maxSize: 1024 });
     const id = generateId();
@@ -349,7 +301,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
   });
 
   it('caps the life set() and touch() give at maxAgeMs', async (t) => {
-    const { dir, clock, make } = setup(t);
+    const { dir, clock, make } = setup(t, 'bare-session-hostile-');
     const s = make();
     s.configure({ maxAgeMs: MINUTE, maxSize: 1024 });
     const id = generateId();
@@ -371,7 +323,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
   ];
   for (const [what, body] of bodies) {
     it(`reads a body that ${what} as no session, sets it aside once, and never throws`, async (t) => {
-      const { dir, clock, errors, make } = setup(t);
+      const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
       const s = make();
       const id = generateId();
       const file = plant(dir, id, `${header(clock.ms + MINUTE)}${body}`);
@@ -383,7 +335,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
   }
 
   it('reads a body nested as deep as a session value may be', async (t) => {
-    const { dir, clock, errors, make } = setup(t);
+    const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
     const s = make();
     const id = generateId();
     // The session object, then a value with MAX_DEPTH levels of objects: what the server accepts.
@@ -393,7 +345,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
   });
 
   it('sets aside unread a file larger than the header and maxSize', async (t) => {
-    const { dir, clock, errors, make } = setup(t);
+    const { dir, clock, errors, make } = setup(t, 'bare-session-hostile-');
     const s = make();
     s.configure({ maxAgeMs: DAY, maxSize: 1_000 });
     const id = generateId();
@@ -421,7 +373,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
   });
 
   it('serializes a session once, and refuses one over maxSize with sessionTooLarge, changing nothing', async (t) => {
-    const { dir, make } = setup(t);
+    const { dir, make } = setup(t, 'bare-session-hostile-');
     const s = make();
     s.configure({ maxAgeMs: DAY, maxSize: 100 });
     const id = generateId();
@@ -434,7 +386,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
       assert.equal(err.code, 'ESESSIONTOOLARGE', 'with its code');
       assert.match(err.message, /session data is 108 bytes, over the sessionMaxSize of 100 bytes; nothing was written/, 'naming both sizes');
       return true;
-    }, 's.set(id, { v: \'x\'.repeat(100) }, MINUTE) fails as expected');
+    }, 'a set over maxSize is refused as too large, not as a storage failure');
     assert.deepEqual(await s.get(id), { v: 'small' }, 'memory unchanged');
     assert.deepEqual(readFileSync(fileOf(dir, id)), before, 'disk unchanged');
     const fresh = generateId();
@@ -444,7 +396,7 @@ describe('FileStorage: headers and bodies it could not have written', () => {
   });
 
   it('refuses settings that are not a max age up to 400 days and a size in bytes, naming them', (t) => {
-    const { make } = setup(t);
+    const { make } = setup(t, 'bare-session-hostile-');
     const s = make();
     const bad: [unknown, unknown, RegExp][] = [
       [0, 10, /option maxAgeMs is invalid: 0/],
@@ -477,18 +429,12 @@ describe('FileStorage: the path option', () => {
       join(dir, ...Array.from({ length: 40 }, () => 'y'.repeat(200))),
       join(dir, ...Array.from({ length: 100 }, (_, i) => `d${i}`)),
     ];
-    // In a child with a deadline: a path that made the constructor spin would hang this process.
-    const child = spawn(process.execPath, ['--import', 'tsx', BAD_PATHS, ...paths], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    const deadline = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-    clearTimeout(deadline);
-    assert.equal(signal, null, `the constructor hung on one of the paths: ${out}${err}`);
-    assert.equal(code, 0, err);
-    const results = JSON.parse(out) as { path: string; name: string; message: string; ms: number }[];
+    // In a child with a deadline (its safety kill, which fails the wait saying so): a path that
+    // made the constructor spin would hang this process.
+    const { code, signal, stdout, stderr } = await startChild(BAD_PATHS, { args: paths, safetyMs: 20_000, t }).exited;
+    assert.equal(signal, null, `the constructor returned for every path: ${stdout}${stderr}`);
+    assert.equal(code, 0, `the child tried every path and exited cleanly: ${stderr}`);
+    const results = JSON.parse(stdout) as { path: string; name: string; message: string; ms: number }[];
     assert.equal(results.length, paths.length, 'one answer per path');
     const why = [/cannot create \/proc\/bare-session-test \(ENOENT\)/, /cannot create \/proc\/self\/bare-session-test/, /cannot create \/sys\/bare-session-test \(EPERM\)/, /cannot create \/sys\/kernel\/bare-session-test \(EPERM\)/, /ENOTDIR/, /ENAMETOOLONG/, /ENAMETOOLONG/, /more than 64 folders/];
     for (const [i, r] of results.entries()) {

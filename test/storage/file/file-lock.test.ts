@@ -3,25 +3,25 @@
  * test/fixtures/file-lock-holder.ts), kill -9, stale locks, races, and the default path.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { StorageError } from '../../../lib/errors.js';
-import { FileStorage, defaultPath } from '../../../lib/storage/file/file-storage.js';
+import { FileStorage } from '../../../lib/storage/file/file-storage.js';
+import { defaultPath } from '../../../lib/storage/file/files.js';
 import { generateId } from '../../../lib/id.js';
+import { type Child, startChild } from '../../child.js';
 import { tempDir } from '../../helpers.js';
 
-const ROOT = join(import.meta.dirname, '..', '..', '..');
 const HOLDER = join(import.meta.dirname, '..', '..', 'fixtures', 'file-lock-holder.ts');
 const MINUTE = 60_000;
 const IS_LINUX = process.platform === 'linux';
 
 interface Holder {
-  child: ChildProcessWithoutNullStreams;
+  child: Child;
   /** Sends the go, and resolves with what the child answered. */
   go(): Promise<{ held?: number; refused?: string; message?: string }>;
   /** Ends its stdin: a holder closes its storage and exits. */
@@ -30,43 +30,17 @@ interface Holder {
 
 /** Starts a lock holder on `dir` and waits until it is loaded. */
 async function holder(t: TestContext, dir: string): Promise<Holder> {
-  const child = spawn(process.execPath, ['--import', 'tsx', HOLDER, dir], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const exited = once(child, 'exit');
-  let err = '';
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const lines: string[] = [];
-  let wake: (() => void) | undefined;
-  let buffered = '';
-  child.stdout.on('data', (c: Buffer) => {
-    buffered += c.toString();
-    const parts = buffered.split('\n');
-    buffered = parts.pop() ?? '';
-    lines.push(...parts);
-    wake?.();
-  });
-  const next = async (): Promise<string> => {
-    while (lines.length === 0) {
-      if (child.exitCode !== null) throw new Error(`the holder exited: ${err}`);
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        void exited.then(() => resolve());
-      });
-    }
-    return lines.shift() as string;
-  };
-  assert.equal(await next(), 'ready', 'the holder loaded');
+  const child = startChild(HOLDER, { args: [dir], stdin: 'pipe', t });
+  assert.equal(await child.nextLine(), 'ready', 'the holder loaded');
   return {
     child,
     go: async () => {
-      child.stdin.write('go\n');
-      return JSON.parse(await next()) as { held?: number; refused?: string; message?: string };
+      child.proc.stdin?.write('go\n');
+      return JSON.parse(await child.nextLine()) as { held?: number; refused?: string; message?: string };
     },
     end: async () => {
-      child.stdin.end();
-      await exited;
+      child.proc.stdin?.end();
+      await child.exited;
     },
   };
 }
@@ -120,8 +94,8 @@ describe('FileStorage: one process owns a folder', () => {
     const victim = await holder(t, dir);
     const { held } = await victim.go();
     assert.equal(typeof held, 'number', 'the victim holds the folder');
-    victim.child.kill('SIGKILL');
-    await once(victim.child, 'exit');
+    const killed = await victim.child.stop('SIGKILL');
+    assert.equal(killed.signal, 'SIGKILL', 'the holder died by SIGKILL, holding the folder');
     const stale = locks(dir);
     assert.equal(stale.length, 1, 'its lock is left behind');
     assert.equal(JSON.parse(readFileSync(join(dir, stale[0] as string), 'utf8')).pid, held, 'naming the dead process');
@@ -141,7 +115,7 @@ describe('FileStorage: one process owns a folder', () => {
         isFolderInUse(spelling, process.pid)(err);
         assert.match((err as Error).message, /another FileStorage of this process/, 'saying it is this process');
         return true;
-      }, '() => new FileStorage({ path: spelling, writerThreads: 0 }) fails as expected');
+      }, 'every spelling of a held folder is refused as held by this process');
     }
     await first.close();
     const second = new FileStorage({ path: dir, writerThreads: 0 });

@@ -4,9 +4,7 @@
  * Nothing sleeps: time moves with `Clock`, and `flush()` / `sweep()` are called directly.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -29,57 +27,20 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { StorageError } from '../../../lib/errors.js';
-import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../../../lib/storage/file/file-storage.js';
 import { generateId } from '../../../lib/id.js';
+import { FileStorage, type FileStorageOptions } from '../../../lib/storage/file/file-storage.js';
+import { fsCalls } from '../../../lib/storage/file/files.js';
+import { HEADER_SIZE } from '../../../lib/storage/file/format.js';
 import { Writer } from '../../../lib/storage/file/writer.js';
 import type { SessionData } from '../../../lib/storage/storage.js';
-import { Clock, Jar, SpyStorage, send, serve, tempDir } from '../../helpers.js';
+import { type Child, startChild } from '../../child.js';
+import { Jar, SpyStorage, send, serve, tempDir, turn } from '../../helpers.js';
 import { crashRounds } from '../../stress/crash-lib.js';
+import { MINUTE, type OpenArgs, bodyOf, codes, entries, expiryOf, fileOf, fsError, gateOpen, gateRename, hashOf, header, plant, setup } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 const CLOSE_EXIT = join(import.meta.dirname, '..', '..', 'fixtures', 'file-close-exit.ts');
-const MINUTE = 60_000;
 const IS_ROOT = process.getuid?.() === 0;
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-
-/** The file name of an id: SHA-256 in hex. */
-function hashOf(id: string): string {
-  return createHash('sha256').update(id).digest('hex');
-}
-
-/** Where the session `id` lives under `dir`: `<dir>/<xx>/<sha256(id)>`. */
-function fileOf(dir: string, id: string): string {
-  const hash = hashOf(id);
-  return join(dir, hash.slice(0, 2), hash);
-}
-
-/** A version-1 header for an expiry time. */
-function header(expiresAt: number): string {
-  return `BS1 ${String(expiresAt).padStart(16, '0')}\n`;
-}
-
-/** The expiry digits of a session file's header, as a number. */
-function expiryOf(file: string): number {
-  const buf = readFileSync(file);
-  assert.equal(buf.toString('latin1', 0, 4), 'BS1 ', 'the header starts with the magic');
-  assert.equal(buf[HEADER_SIZE - 1], 10, 'the header ends with a newline');
-  return Number(buf.toString('latin1', 4, HEADER_SIZE - 1));
-}
-
-/** The JSON body of a session file, parsed. */
-function bodyOf(file: string): unknown {
-  return JSON.parse(readFileSync(file).toString('utf8', HEADER_SIZE));
-}
-
-/** Writes `content` at the session file of `id`, creating its shard folder, behind the storage's back. */
-function plant(dir: string, id: string, content: string | Buffer): string {
-  const file = fileOf(dir, id);
-  mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
-  writeFileSync(file, content, { mode: 0o600 });
-  return file;
-}
 
 /** Every entry under `dir` that is not a folder, relative to it. */
 function filesUnder(dir: string): string[] {
@@ -89,159 +50,12 @@ function filesUnder(dir: string): string[] {
 /** An old time (2001), for mtimes that any write would change. */
 const OLD = new Date('2001-01-01T00:00:00Z');
 
-interface Setup {
-  dir: string;
-  clock: Clock;
-  /** What every storage made by `make` reported to `onError`. */
-  errors: Error[];
-  /** A storage on `dir` with the shared clock and error list; closed after the test. */
-  make(options?: FileStorageOptions): FileStorage;
-}
-
-function setup(t: TestContext): Setup {
-  const storages: FileStorage[] = [];
-  // Registered before tempDir's removal (after-hooks run in order), so every storage is closed
-  // (its writes finished) before its folder is deleted.
-  t.after(async () => {
-    for (const s of storages) await s.close();
-  });
-  const dir = tempDir(t, 'bare-session-file-');
-  const clock = new Clock();
-  const errors: Error[] = [];
-  const make = (options: FileStorageOptions = {}): FileStorage => {
-    // Node's thread pool by default here, whose calls the fault injection below replaces; the
-    // writer threads (the storage's default) have their own tests in 'FileStorage: the writer threads'.
-    const s = new FileStorage({ path: dir, now: clock.now, onError: (e) => errors.push(e), writerThreads: 0, ...options });
-    storages.push(s);
-    return s;
-  };
-  return { dir, clock, errors, make };
-}
-
-/** An error with a code, as node:fs makes them. */
-function fsError(code: string): NodeJS.ErrnoException {
-  const err: NodeJS.ErrnoException = new Error(`${code}: injected`);
-  err.code = code;
-  return err;
-}
-
-/** Codes of reported errors. */
-function codes(errors: readonly Error[]): string[] {
-  return errors.map((e) => (e instanceof StorageError ? e.code : e.name));
-}
-
-type OpenArgs = Parameters<typeof fsCalls.open>;
-
-interface Gate {
-  /** Resolves when a mocked call arrived at the gate. */
-  reached: Promise<void>;
-  /** Lets it go on. */
-  release(): void;
-  /** Called by the mock: holds until `release()`. */
-  wait(): Promise<void>;
-}
-
-function gate(): Gate {
-  let arrived!: () => void;
-  let release!: () => void;
-  const reached = new Promise<void>((resolve) => (arrived = resolve));
-  const released = new Promise<void>((resolve) => (release = resolve));
-  return {
-    reached,
-    release,
-    wait: async () => {
-      arrived();
-      await released;
-    },
-  };
-}
-
-/**
- * Makes the first `fsCalls.open` that `match`es stop after the real open, until `release()`:
- * the file is open (its bytes fixed for this reader) while the test does something else.
- * `closed` resolves once the reader closed that handle (it is done with the file).
- */
-function gateOpen(t: TestContext, match: (path: string, flags: OpenArgs[1]) => boolean): Gate & { closed: Promise<void> } {
-  const real = fsCalls.open;
-  const g = gate();
-  let closed!: () => void;
-  const closedP = new Promise<void>((resolve) => (closed = resolve));
-  let armed = true;
-  t.mock.method(fsCalls, 'open', async (...args: OpenArgs): Promise<FileHandle> => {
-    const fh = await real(...args);
-    if (armed && match(String(args[0]), args[1])) {
-      armed = false;
-      const realClose = fh.close.bind(fh);
-      t.mock.method(fh, 'close', async () => {
-        await realClose();
-        closed();
-      });
-      await g.wait();
-    }
-    return fh;
-  });
-  return { ...g, closed: closedP };
-}
-
-/** One turn of the event loop, for the promise callbacks already due to run. */
-function turn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Makes the first rename onto `file` (of a write on the thread pool) wait until `release()`: a write stays under way. */
-function gateRename(t: TestContext, file: string): Gate {
-  const real = fsCalls.io.rename;
-  const g = gate();
-  let armed = true;
-  t.mock.method(fsCalls.io, 'rename', async (from: string, to: string): Promise<void> => {
-    if (armed && to === file) {
-      armed = false;
-      await g.wait();
-    }
-    return real(from, to);
-  });
-  return g;
-}
-
-/** The entries of the folder `dir` but its lock file. */
-function entries(dir: string): string[] {
-  return readdirSync(dir).filter((name) => !/^\.lock\.\d+$/.test(name));
-}
-
 /** A pid that is surely dead: a child's, after it exited. */
 function deadPid(): number {
   const child = spawnSync(process.execPath, ['-e', '']);
-  assert.equal(child.status, 0, 'the child exited cleanly');
-  assert.throws(() => process.kill(child.pid, 0), { code: 'ESRCH' }, 'refused with the expected error');
+  assert.equal(child.status, 0, 'the short-lived child exited cleanly');
+  assert.throws(() => process.kill(child.pid, 0), { code: 'ESRCH' }, 'its pid names no process any more');
   return child.pid;
-}
-
-interface Started {
-  child: ChildProcess;
-  port: number;
-  exited: Promise<[number | null, NodeJS.Signals | null]>;
-  stderr(): string;
-}
-
-/** Starts a TypeScript program in a child and waits for the port it prints. */
-async function start(t: TestContext, file: string, args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<Started> {
-  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let err = '';
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = pattern.exec(out);
-      if (m !== null) resolve(Number(m[1]));
-    });
-    void exited.then(([code]) => reject(new Error(`${file} exited (${code}) before listening: ${err}`)));
-  });
-  return { child, port, exited, stderr: () => err };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -255,16 +69,16 @@ describe('FileStorage: memory first, files for persistence', () => {
     await first.set(live, { user: 'ann', list: [1, 'two', { three: null }] }, 10 * MINUTE);
     await first.set(dead, { user: 'bob' }, 1_000);
     await first.close();
-    assert.equal(existsSync(fileOf(dir, dead)), true, 'the file of dead is there');
+    assert.equal(existsSync(fileOf(dir, dead)), true, 'the expired session\'s file is on disk before the restart');
 
     clock.advance(5_000);
     const second = make();
-    assert.deepEqual(await second.get(live), { user: 'ann', list: [1, 'two', { three: null }] }, 'live reads back as { user: \'ann\', list: [1, \'two\', { three…');
-    assert.equal(await second.get(dead), undefined, 'dead reads as no session');
+    assert.deepEqual(await second.get(live), { user: 'ann', list: [1, 'two', { three: null }] }, 'the live session reads back whole after a restart');
+    assert.equal(await second.get(dead), undefined, 'the expired session reads as missing after the restart');
     // close() waits for the deletion the read queued.
     await second.close();
-    assert.equal(existsSync(fileOf(dir, dead)), false, 'the file of dead is gone');
-    assert.equal(existsSync(fileOf(dir, live)), true, 'the file of live is there');
+    assert.equal(existsSync(fileOf(dir, dead)), false, 'the read that found it expired deleted its file');
+    assert.equal(existsSync(fileOf(dir, live)), true, 'the live session\'s file stays');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -283,7 +97,7 @@ describe('FileStorage: memory first, files for persistence', () => {
     const renames = t.mock.method(fsCalls.io, 'rename');
     for (let i = 0; i < 20; i++) {
       clock.advance(1_000);
-      assert.deepEqual(await s.get(id), { a: 1 }, 'id reads back as { a: 1 }');
+      assert.deepEqual(await s.get(id), { a: 1 }, 'the session is served from memory on every read');
       await s.touch(id, MINUTE);
     }
     assert.deepEqual(readFileSync(file), bytes, 'the file is byte for byte the same');
@@ -296,21 +110,21 @@ describe('FileStorage: memory first, files for persistence', () => {
     await s.flush();
     assert.notEqual(statSync(file).mtimeMs, OLD.getTime(), 'the flush rewrote the header');
     assert.equal(statSync(file).ino, ino, 'the header is rewritten in place, not the file');
-    assert.deepEqual(readFileSync(file).subarray(HEADER_SIZE), bytes.subarray(HEADER_SIZE), 'readFileSync(file).subarray(HEADER_SIZE) is bytes.subarray(HEADER_SIZE)');
-    assert.equal(expiryOf(file), clock.ms + MINUTE, 'the header says clock.ms + MINUTE');
+    assert.deepEqual(readFileSync(file).subarray(HEADER_SIZE), bytes.subarray(HEADER_SIZE), 'the body is byte for byte the same');
+    assert.equal(expiryOf(file), clock.ms + MINUTE, 'the header now says a minute after the last touch');
 
     // And the file is not read at all while the session is in memory: deleted behind its back,
     // the session is still served from memory.
     rmSync(file);
-    assert.deepEqual(await s.get(id), { a: 1 }, 'id reads back as { a: 1 }');
+    assert.deepEqual(await s.get(id), { a: 1 }, 'a session in memory is served from memory, its file not read');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
   it('treats a missing file as an immediate miss, with no error report and nothing created', async (t) => {
     const { dir, errors, make } = setup(t);
     const s = make();
-    assert.equal(await s.get(generateId()), undefined, 'generateId() reads as no session');
-    assert.equal(await s.get(generateId()), undefined, 'generateId() reads as no session');
+    assert.equal(await s.get(generateId()), undefined, 'an id never stored reads as missing');
+    assert.equal(await s.get(generateId()), undefined, 'so does another');
     assert.deepEqual(errors, [], 'nothing reported');
     assert.deepEqual(entries(dir), [], 'nothing but the lock file');
   });
@@ -323,7 +137,7 @@ describe('FileStorage: memory first, files for persistence', () => {
     await s.set(id, { cart: ['x', 'y'], n: 42 }, MINUTE);
     const file = fileOf(dir, id);
     const body = readFileSync(file).subarray(HEADER_SIZE);
-    assert.equal(expiryOf(file), start + MINUTE, 'the header says start + MINUTE');
+    assert.equal(expiryOf(file), start + MINUTE, 'the write put the session\'s expiry in the header');
 
     const opens = t.mock.method(fsCalls, 'open');
     for (let i = 0; i < 10; i++) {
@@ -334,18 +148,18 @@ describe('FileStorage: memory first, files for persistence', () => {
     await s.flush();
     const forWriting = opens.mock.calls.filter((c) => String(c.arguments[0]) === file && ((c.arguments[1] as number) & fsc.O_RDWR) !== 0);
     assert.equal(forWriting.length, 1, 'the header was rewritten once');
-    assert.equal(expiryOf(file), start + 10_000 + MINUTE, 'the header says start + 10_000 + MINUTE');
-    assert.deepEqual(readFileSync(file).subarray(HEADER_SIZE), body, 'readFileSync(file).subarray(HEADER_SIZE) is body');
+    assert.equal(expiryOf(file), start + 10_000 + MINUTE, 'the header holds the expiry of the last touch');
+    assert.deepEqual(readFileSync(file).subarray(HEADER_SIZE), body, 'the body is untouched by the header rewrite');
     // Nothing pending: another flush writes nothing.
     await s.flush();
-    assert.equal(opens.mock.calls.filter((c) => String(c.arguments[0]) === file).length, 1, 'opens.mock.calls.filter((c) => String(c.argu… is 1');
+    assert.equal(opens.mock.calls.filter((c) => String(c.arguments[0]) === file).length, 1, 'a second flush, with nothing pending, opens the file no more');
 
     // touch() never creates a file for an id it does not know.
     const unknown = generateId();
     await s.touch(unknown, MINUTE);
     await s.flush();
-    assert.equal(existsSync(fileOf(dir, unknown)), false, 'the file of unknown is gone');
-    assert.equal(await s.get(unknown), undefined, 'unknown reads as no session');
+    assert.equal(existsSync(fileOf(dir, unknown)), false, 'touch made no file for an unknown id');
+    assert.equal(await s.get(unknown), undefined, 'and the unknown id still reads as missing');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -356,9 +170,9 @@ describe('FileStorage: memory first, files for persistence', () => {
     await s.set(id, { a: 1 }, 1_000);
     clock.advance(2_000);
     await s.touch(id, MINUTE);
-    assert.equal(await s.get(id), undefined, 'id reads as no session');
+    assert.equal(await s.get(id), undefined, 'the expired session reads as missing after a touch');
     await s.flush();
-    assert.equal(await s.get(id), undefined, 'id reads as no session');
+    assert.equal(await s.get(id), undefined, 'and still after a flush of that touch');
     // The same for a session that left memory: a new storage on the folder.
     const other = generateId();
     await s.set(other, { b: 2 }, 1_000);
@@ -367,9 +181,9 @@ describe('FileStorage: memory first, files for persistence', () => {
     const restarted = make();
     await restarted.touch(other, MINUTE);
     await restarted.flush();
-    assert.equal(await restarted.get(other), undefined, 'other reads as no session');
+    assert.equal(await restarted.get(other), undefined, 'a session read back from disk expired is not revived by touch');
     await restarted.close();
-    assert.equal(existsSync(fileOf(dir, other)), false, 'the file of other is gone');
+    assert.equal(existsSync(fileOf(dir, other)), false, 'its expired file was deleted');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -401,20 +215,20 @@ describe('FileStorage: memory first, files for persistence', () => {
     clock.advance(1_000);
     assert.ok(expiryOf(fileOf(dir, renewed)) < clock.ms, 'the renewal is not on disk yet');
 
-    assert.equal(await s.sweep(), 2, 'the sweep deleted 2 files');
-    assert.equal(existsSync(fileOf(dir, expired)), false, 'the file of expired is gone');
-    assert.equal(existsSync(garbageExpired), false, 'the body was never parsed');
-    assert.equal(existsSync(fileOf(dir, live)), true, 'the file of live is there');
-    assert.equal(existsSync(fileOf(dir, renewed)), true, 'the file of renewed is there');
-    assert.equal(expiryOf(fileOf(dir, renewed)), clock.ms - 1_000 + MINUTE, 'the header says clock.ms - 1_000 + MINUTE');
-    assert.deepEqual(readFileSync(garbageLive), garbageLiveBytes, 'readFileSync(garbageLive) is garbageLiveBytes');
+    assert.equal(await s.sweep(), 2, 'the sweep deleted the two expired session files');
+    assert.equal(existsSync(fileOf(dir, expired)), false, 'the expired session\'s file is gone');
+    assert.equal(existsSync(garbageExpired), false, 'an expired file with a corrupt body is deleted by its header alone');
+    assert.equal(existsSync(fileOf(dir, live)), true, 'the live session\'s file stays');
+    assert.equal(existsSync(fileOf(dir, renewed)), true, 'the session renewed in memory keeps its file');
+    assert.equal(expiryOf(fileOf(dir, renewed)), clock.ms - 1_000 + MINUTE, 'its header got the renewal the sweep flushed first');
+    assert.deepEqual(readFileSync(garbageLive), garbageLiveBytes, 'a live file with a corrupt body is left alone: its body was never read');
     assert.equal(lstatSync(`${link}.bad`).isSymbolicLink(), true, 'the link was set aside, as a link');
     assert.equal(readFileSync(outside, 'utf8'), outsideBytes, 'its target was neither followed nor deleted');
-    assert.deepEqual(await s.get(renewed), { x: 3 }, 'renewed reads back as { x: 3 }');
+    assert.deepEqual(await s.get(renewed), { x: 3 }, 'the renewed session still reads back');
     assert.deepEqual(codes(errors), ['ECORRUPT'], 'the link is reported; no corrupt body is: the sweep reads headers only');
     assert.match(errors[0]?.message ?? '', /symbolic link/, 'reported as a link');
     // Nothing left to delete.
-    assert.equal(await s.sweep(), 0, 'the sweep deleted 0 files');
+    assert.equal(await s.sweep(), 0, 'a second sweep finds nothing to delete');
   });
 
   it('holds at most maxInMemory sessions and reads the others back from their files', async (t) => {
@@ -426,11 +240,11 @@ describe('FileStorage: memory first, files for persistence', () => {
       assert.ok(s.sizeInMemory <= 2, 'at most maxInMemory sessions in memory');
     }
     for (const [i, id] of ids.entries()) {
-      assert.deepEqual(await s.get(id), { i, name: `user${i}` }, 'id reads back as { i, name: `user${i}` }');
+      assert.deepEqual(await s.get(id), { i, name: `user${i}` }, 'every session reads back, from memory or from its file');
       assert.ok(s.sizeInMemory <= 2, 'at most maxInMemory sessions in memory');
     }
     // Twice, in reverse, so that every read of the second pass is also a file read.
-    for (const [i, id] of [...ids.entries()].reverse()) assert.deepEqual(await s.get(id), { i, name: `user${i}` }, 'id reads back as { i, name: `user${i}` }');
+    for (const [i, id] of [...ids.entries()].reverse()) assert.deepEqual(await s.get(id), { i, name: `user${i}` }, 'and again in reverse order, each a file read');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -461,7 +275,7 @@ describe('FileStorage: memory first, files for persistence', () => {
     await Promise.all(Array.from({ length: 100 }, (_, i) => s.set(id, { i }, MINUTE)));
     assert.equal(max, 1, 'never two renames of the file at once');
     assert.ok(renames <= 2, `${renames} renames for a synchronous burst`);
-    assert.deepEqual(bodyOf(file), { i: 99 }, 'the file holds { i: 99 }');
+    assert.deepEqual(bodyOf(file), { i: 99 }, 'the newest of the synchronous burst is on disk');
 
     // Issued across many turns of the event loop: still one at a time, the last one on disk.
     const pending: Promise<void>[] = [];
@@ -472,7 +286,7 @@ describe('FileStorage: memory first, files for persistence', () => {
     await Promise.all(pending);
     assert.equal(max, 1, 'never two renames of the file at once');
     assert.ok(renames < 200, 'the writes were coalesced');
-    assert.deepEqual(bodyOf(file), { i: 199 }, 'the file holds { i: 199 }');
+    assert.deepEqual(bodyOf(file), { i: 199 }, 'the newest of the spread-out burst is on disk');
     assert.deepEqual(readdirSync(join(file, '..')), [hashOf(id)], 'no temporary file left');
     assert.deepEqual(errors, [], 'nothing reported');
   });
@@ -502,10 +316,10 @@ describe('FileStorage: memory first, files for persistence', () => {
     await s.touch(id, MINUTE); // merged into the waiting write
     const flushing = s.flush();
     writing.release();
-    assert.equal(await sweeping, 0, 'the sweep deleted 0 files');
+    assert.equal(await sweeping, 0, 'the sweep deleted nothing: the writes won');
     await Promise.all([w1, w2, flushing]);
-    assert.deepEqual(bodyOf(file), { v: 2 }, 'the file holds { v: 2 }');
-    assert.equal(expiryOf(file), clock.ms + MINUTE, 'the header says clock.ms + MINUTE');
+    assert.deepEqual(bodyOf(file), { v: 2 }, 'the newest write is on disk');
+    assert.equal(expiryOf(file), clock.ms + MINUTE, 'with the newest expiry, renewal included');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -555,10 +369,10 @@ describe('FileStorage: memory first, files for persistence', () => {
     await s.touch(id, MINUTE);
     const flushing = s.flush(); // the renewal takes the deletion's place
     writing.release();
-    assert.equal(await sweeping, 0, 'the sweep deleted 0 files');
+    assert.equal(await sweeping, 0, 'the sweep deleted nothing: the renewal took its place');
     await Promise.all([w1, flushing]);
-    assert.deepEqual(bodyOf(file), { v: 1 }, 'the file holds { v: 1 }');
-    assert.equal(expiryOf(file), clock.ms + MINUTE, 'the header says clock.ms + MINUTE');
+    assert.deepEqual(bodyOf(file), { v: 1 }, 'the write under way is on disk');
+    assert.equal(expiryOf(file), clock.ms + MINUTE, 'with the renewal\'s expiry');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 });
@@ -591,20 +405,20 @@ describe('FileStorage: bad files', () => {
       const file = fileOf(dir, id);
       mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
       putBadFile(file);
-      assert.equal(await s.get(id), undefined, 'id reads as no session');
+      assert.equal(await s.get(id), undefined, 'the bad file reads as no session');
       assert.equal(existsSync(file), false, 'the original name is gone');
-      assert.equal(existsSync(`${file}.bad`), true, '`${file}.bad` is there');
-      assert.equal(errors.length, 1, 'errors.length is 1');
-      assert.ok(errors[0] instanceof StorageError, 'errors[0] instanceof StorageError');
-      assert.equal(errors[0].code, 'ECORRUPT', 'errors[0].code is \'ECORRUPT\'');
+      assert.equal(existsSync(`${file}.bad`), true, 'it was set aside as <hash>.bad');
+      assert.equal(errors.length, 1, 'it was reported once');
+      assert.ok(errors[0] instanceof StorageError, 'as a StorageError');
+      assert.equal(errors[0].code, 'ECORRUPT', 'with the code ECORRUPT');
       assert.doesNotMatch(errors[0].message, new RegExp(hashOf(id)), 'the full file name (a hash) is not logged');
       // The storage keeps serving this id and others.
-      assert.equal(await s.get(id), undefined, 'id reads as no session');
+      assert.equal(await s.get(id), undefined, 'a second read is still a miss, without a second report');
       await s.set(id, { fixed: true }, MINUTE);
-      assert.deepEqual(await s.get(id), { fixed: true }, 'id reads back as { fixed: true }');
+      assert.deepEqual(await s.get(id), { fixed: true }, 'a new write of the id is served');
       await s.close();
-      assert.deepEqual(await make({ now: Date.now }).get(id), { fixed: true }, 'await make({ now: Date.now }).get(id) is { fixed: true }');
-      assert.equal(errors.length, 1, 'errors.length is 1');
+      assert.deepEqual(await make({ now: Date.now }).get(id), { fixed: true }, 'and reads back from its file after a restart');
+      assert.equal(errors.length, 1, 'still reported only once');
     });
   }
 
@@ -615,9 +429,9 @@ describe('FileStorage: bad files', () => {
     const file = plant(dir, id, 'not a session');
     // A non-empty folder where the set-aside copy would go: the rename fails.
     mkdirSync(join(`${file}.bad`, 'x'), { recursive: true });
-    assert.equal(await s.get(id), undefined, 'id reads as no session');
-    assert.deepEqual(codes(errors).sort(), ['ECORRUPT', 'ESTORAGE'], 'reported: [\'ECORRUPT\', \'ESTORAGE\']');
-    assert.match(errors.find((e) => e instanceof StorageError && e.code === 'ESTORAGE')?.message ?? '', /could not set aside/, 'errors.find((e) => e instanceof StorageError && e… matches /could not set aside/');
+    assert.equal(await s.get(id), undefined, 'a file that cannot be set aside still reads as no session');
+    assert.deepEqual(codes(errors).sort(), ['ECORRUPT', 'ESTORAGE'], 'both the bad file and the failed set-aside are reported');
+    assert.match(errors.find((e) => e instanceof StorageError && e.code === 'ESTORAGE')?.message ?? '', /could not set aside/, 'the failed set-aside is reported as such');
   });
 
   it('never sets aside a good file that a write put in place while a corrupt one was being read', async (t) => {
@@ -632,12 +446,12 @@ describe('FileStorage: bad files', () => {
     await s.set(id, { good: true }, MINUTE);
     gate.release();
     // Memory wins for the reader too.
-    assert.deepEqual(await reading, { good: true }, 'await reading is { good: true }');
+    assert.deepEqual(await reading, { good: true }, 'the reader gets the write made while it read: memory wins');
     assert.deepEqual(bodyOf(file), { good: true }, 'the acknowledged write is still in place');
     await s.close();
     const restarted = make();
-    assert.deepEqual(await restarted.get(id), { good: true }, 'id reads back as { good: true }');
-    assert.equal(codes(errors).filter((c) => c !== 'ECORRUPT').length, 0, 'codes(errors).filter((c) => c !== \'ECORRUPT\'… is 0');
+    assert.deepEqual(await restarted.get(id), { good: true }, 'the good file reads back after a restart');
+    assert.equal(codes(errors).filter((c) => c !== 'ECORRUPT').length, 0, 'nothing but the corrupt file was reported');
   });
 
   it('loads stored JSON as plain data: a __proto__ key grants nothing', async (t) => {
@@ -647,9 +461,9 @@ describe('FileStorage: bad files', () => {
     const id = generateId();
     plant(dir, id, `${header(Date.now() + 3_600_000_000)}{"__proto__":{"admin":true},"user":"eve"}`);
     const data = (await s.get(id)) as SessionData;
-    assert.equal(data['user'], 'eve', 'data[\'user\'] is \'eve\'');
-    assert.equal((data as { admin?: unknown }).admin, undefined, '(data as { admin?: unknown }).admin is undefined');
-    assert.equal(({} as { admin?: unknown }).admin, undefined, '({} as { admin?: unknown }).admin is undefined');
+    assert.equal(data['user'], 'eve', 'the plain key reads back');
+    assert.equal((data as { admin?: unknown }).admin, undefined, 'a stored __proto__ key grants nothing through the prototype');
+    assert.equal(({} as { admin?: unknown }).admin, undefined, 'Object.prototype is untouched');
   });
 });
 
@@ -674,12 +488,12 @@ describe('FileStorage: temporary files', () => {
 
     const s = make();
     await s.close(); // waits for the startup clean-up
-    assert.equal(existsSync(orphan), false, 'orphan is gone');
-    assert.equal(existsSync(closedInstance), false, 'closedInstance is gone');
-    assert.equal(existsSync(foreignOld), false, 'foreignOld is gone');
-    assert.equal(existsSync(parentWriter), true, 'parentWriter is there');
-    assert.equal(existsSync(initWriter), true, 'initWriter is there');
-    assert.equal(existsSync(foreignNew), true, 'foreignNew is there');
+    assert.equal(existsSync(orphan), false, 'the temporary file of a dead process was removed at startup');
+    assert.equal(existsSync(closedInstance), false, 'so was one of a closed instance of this process');
+    assert.equal(existsSync(foreignOld), false, 'and an old one not named by this library');
+    assert.equal(existsSync(parentWriter), true, 'a temporary file of a live process (the parent) is kept');
+    assert.equal(existsSync(initWriter), true, 'so is one of pid 1');
+    assert.equal(existsSync(foreignNew), true, 'and a recent one not named by this library');
 
     // The sweep does the same for files that appear later.
     const s2 = make();
@@ -696,18 +510,18 @@ describe('FileStorage: temporary files', () => {
     });
     await s3.set(generateId(), { a: 1 }, MINUTE);
     const mine = own.replace(/-(\d+)\.tmp$/, '-999.tmp');
-    assert.match(mine, new RegExp(`\\.${process.pid}-[0-9a-f]+-999\\.tmp$`), 'mine matches new RegExp(`\\\\.${process.pid}-[0-9a-f]+…');
+    assert.match(mine, new RegExp(`\\.${process.pid}-[0-9a-f]+-999\\.tmp$`), 'the instance\'s temporary files carry this pid and its token');
     writeFileSync(mine, 'partial');
-    assert.equal(await s3.sweep(), 0, 'the sweep deleted 0 files');
-    assert.equal(existsSync(later), false, 'later is gone');
-    assert.equal(existsSync(mine), true, 'mine is there');
-    assert.equal(existsSync(parentWriter), true, 'parentWriter is there');
-    assert.equal(existsSync(initWriter), true, 'initWriter is there');
+    assert.equal(await s3.sweep(), 0, 'the sweep deleted no session file');
+    assert.equal(existsSync(later), false, 'it removed the temporary file of a dead process that appeared later');
+    assert.equal(existsSync(mine), true, 'it kept a temporary file of this open instance');
+    assert.equal(existsSync(parentWriter), true, 'and the live parent\'s');
+    assert.equal(existsSync(initWriter), true, 'and pid 1\'s');
     // Once the instance is closed, its temporary files are orphans for the next one.
     await s3.close();
     const s4 = make();
     await s4.close();
-    assert.equal(existsSync(mine), false, 'mine is gone');
+    assert.equal(existsSync(mine), false, 'the closed instance\'s temporary file is an orphan for the next one');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -725,9 +539,9 @@ describe('FileStorage: temporary files', () => {
     const newAside = aside(newBad);
     const eightDaysAgo = new Date(Date.now() - 8 * 86_400_000);
     utimesSync(oldAside, eightDaysAgo, eightDaysAgo);
-    assert.equal(await s.sweep(), 0, 'the sweep deleted 0 files');
-    assert.equal(existsSync(oldAside), false, 'oldAside is gone');
-    assert.equal(existsSync(newAside), true, 'newAside is there');
+    assert.equal(await s.sweep(), 0, 'the sweep deleted no session file');
+    assert.equal(existsSync(oldAside), false, 'a set-aside file older than a week is deleted');
+    assert.equal(existsSync(newAside), true, 'a recent set-aside file is kept');
   });
 });
 
@@ -767,24 +581,24 @@ describe('FileStorage: ids and the file system', () => {
       for (const path of ['/get', '/has']) {
         const viaCookie = await send(s.port, path, { headers: { cookie: `sid=${value}` } });
         assert.equal(viaCookie.status, 200, `cookie ${value.slice(0, 40)}`);
-        assert.match(viaCookie.body, /^(\{\}|no)$/, 'viaCookie.body matches /^(\\{\\}|no)$/');
-        assert.deepEqual(viaCookie.setCookies, [], 'viaCookie.setCookies is []');
+        assert.match(viaCookie.body, /^(\{\}|no)$/, 'the request saw an empty session');
+        assert.deepEqual(viaCookie.setCookies, [], 'and got no cookie');
         if (value !== '') {
           const viaHeader = await send(s.port, path, { headers: { sid: value } });
-          assert.equal(viaHeader.status, 200, 'viaHeader.status is 200');
+          assert.equal(viaHeader.status, 200, 'an id in a header is refused the same way');
         }
       }
     }
     const prototypeNames = await send(s.port, '/get', { headers: { cookie: '__proto__=x; constructor=y; sid=__proto__' } });
-    assert.equal(prototypeNames.body, '{}', 'prototypeNames.body is \'{}\'');
+    assert.equal(prototypeNames.body, '{}', 'cookies named like prototype members are ignored');
     const methods = (): string[] => spy.calls.map((c) => c.method);
     assert.deepEqual(methods(), [], 'no storage call');
     assert.deepEqual(entries(dir), [], 'no file, no shard folder');
     // A well-formed id (quoted, as RFC 6265 allows) is looked up, misses, and creates nothing.
     const unknown = generateId();
-    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid="${unknown}"` } })).body, '{}', '(await send(s.port, \'/get\', { headers: { coo… is \'{}\'');
-    assert.deepEqual(methods(), ['get'], 'methods() is [\'get\']');
-    assert.deepEqual(entries(dir), [], 'entries(dir) is []');
+    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid="${unknown}"` } })).body, '{}', 'a well-formed unknown id reads as an empty session');
+    assert.deepEqual(methods(), ['get'], 'it cost exactly one storage read');
+    assert.deepEqual(entries(dir), [], 'and created nothing on disk');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -794,10 +608,10 @@ describe('FileStorage: ids and the file system', () => {
     const id = generateId();
     await s.set(id, { k: 'v' }, MINUTE);
     const hash = hashOf(id);
-    assert.deepEqual(entries(dir), [hash.slice(0, 2)], 'entries(dir) is [hash.slice(0, 2)]');
-    assert.deepEqual(readdirSync(join(dir, hash.slice(0, 2))), [hash], 'readdirSync(join(dir, hash.slice(0, 2))) is [hash]');
+    assert.deepEqual(entries(dir), [hash.slice(0, 2)], 'the folder holds one shard folder, named by the hash\'s first two digits');
+    assert.deepEqual(readdirSync(join(dir, hash.slice(0, 2))), [hash], 'the shard holds one file named by the hash');
     assert.equal(filesUnder(dir).some((f) => f.includes(id)), false, 'the id appears in no file name');
-    assert.equal(readFileSync(fileOf(dir, id), 'utf8'), `BS1 ${String(clock.ms + MINUTE).padStart(16, '0')}\n{"k":"v"}`, 'readFileSync(fileOf(dir, id), \'utf8\') is `BS1 ${String(clock.ms + MINUTE).padSta…');
+    assert.equal(readFileSync(fileOf(dir, id), 'utf8'), `BS1 ${String(clock.ms + MINUTE).padStart(16, '0')}\n{"k":"v"}`, 'the file is the version-1 header then the JSON body');
   });
 
   it('creates the folder 0700, shard folders 0700 and files 0600', async (t) => {
@@ -806,12 +620,12 @@ describe('FileStorage: ids and the file system', () => {
     const s = make({ path });
     const id = generateId();
     await s.set(id, { a: 1 }, MINUTE);
-    assert.equal(statSync(path).mode & 0o777, 0o700, 'mode 0o700');
-    assert.equal(statSync(join(fileOf(path, id), '..')).mode & 0o777, 0o700, 'statSync(join(fileOf(path, id), \'..\')).mode … is 0o700');
-    assert.equal(statSync(fileOf(path, id)).mode & 0o777, 0o600, 'mode 0o600');
+    assert.equal(statSync(path).mode & 0o777, 0o700, 'the folder is created 0700');
+    assert.equal(statSync(join(fileOf(path, id), '..')).mode & 0o777, 0o700, 'the shard folder is created 0700');
+    assert.equal(statSync(fileOf(path, id)).mode & 0o777, 0o600, 'the session file is created 0600');
     // A rewrite keeps the mode.
     await s.set(id, { a: 2 }, MINUTE);
-    assert.equal(statSync(fileOf(path, id)).mode & 0o777, 0o600, 'mode 0o600');
+    assert.equal(statSync(fileOf(path, id)).mode & 0o777, 0o600, 'a rewrite keeps the file 0600');
   });
 
   it('refuses a folder other users can reach, or warns and fixes it with insecureFolder: warn', async (t) => {
@@ -819,11 +633,11 @@ describe('FileStorage: ids and the file system', () => {
     const open = join(dir, 'open');
     mkdirSync(open);
     chmodSync(open, 0o755);
-    assert.throws(() => make({ path: open }), (err: unknown) => err instanceof TypeError && /^option path is invalid/.test(err.message) && /755/.test(err.message), 'refused with the expected error');
+    assert.throws(() => make({ path: open }), (err: unknown) => err instanceof TypeError && /^option path is invalid/.test(err.message) && /755/.test(err.message), 'a folder open to others is refused, naming path and the mode');
     assert.equal(statSync(open).mode & 0o777, 0o755, 'refused without changing it');
     const s = make({ path: open, insecureFolder: 'warn' });
-    assert.deepEqual(codes(errors), ['EINSECURE'], 'reported: [\'EINSECURE\']');
-    assert.equal(statSync(open).mode & 0o777, 0o700, 'mode 0o700');
+    assert.deepEqual(codes(errors), ['EINSECURE'], 'with warn, it is reported as insecure');
+    assert.equal(statSync(open).mode & 0o777, 0o700, 'and fixed to 0700');
     await s.set(generateId(), { a: 1 }, MINUTE);
   });
 
@@ -833,13 +647,13 @@ describe('FileStorage: ids and the file system', () => {
     mkdirSync(real, { mode: 0o700 });
     const link = join(dir, 'link');
     symlinkSync(real, link);
-    assert.throws(() => make({ path: link }), (err: unknown) => err instanceof TypeError && /option path/.test(err.message) && /symbolic link/.test(err.message), 'refused with the expected error');
+    assert.throws(() => make({ path: link }), (err: unknown) => err instanceof TypeError && /option path/.test(err.message) && /symbolic link/.test(err.message), 'a folder that is a link is refused, naming path and the link');
     // With 'warn' it is reported; the target's mode is not changed through the link.
     chmodSync(real, 0o750);
     make({ path: link, insecureFolder: 'warn' });
-    assert.deepEqual(codes(errors), ['EINSECURE'], 'reported: [\'EINSECURE\']');
-    assert.match(errors[0]?.message ?? '', /symbolic link/, 'errors[0]?.message ?? \'\' matches /symbolic link/');
-    assert.equal(statSync(real).mode & 0o777, 0o750, 'mode 0o750');
+    assert.deepEqual(codes(errors), ['EINSECURE'], 'with warn, the link is reported as insecure');
+    assert.match(errors[0]?.message ?? '', /symbolic link/, 'as a symbolic link');
+    assert.equal(statSync(real).mode & 0o777, 0o750, 'the target\'s mode is not changed through the link');
   });
 
   it('refuses a path that is a file, and invalid options, naming the option', (t) => {
@@ -858,7 +672,7 @@ describe('FileStorage: ids and the file system', () => {
       [{ path: dir, ttlUpdateInterval: '0s' }, /option ttlUpdateInterval/],
       [{ path: dir, sweepInterval: -1 }, /option sweepInterval/],
     ];
-    for (const [options, message] of bad) assert.throws(() => new FileStorage(options), (err: unknown) => err instanceof TypeError && message.test(err.message), 'refused with the expected error');
+    for (const [options, message] of bad) assert.throws(() => new FileStorage(options), (err: unknown) => err instanceof TypeError && message.test(err.message), 'each invalid option is refused with a TypeError naming it');
     // A path that cannot be created at all: the same TypeError, with the system's reason.
     assert.throws(
       () => new FileStorage({ path: join(file, 'sessions') }),
@@ -873,10 +687,10 @@ describe('FileStorage: ids and the file system', () => {
     mkdirSync(theirs, { mode: 0o700 });
     chownSync(theirs, 12345, 12345);
     chmodSync(theirs, 0o750);
-    assert.throws(() => make({ path: theirs }), /belongs to another user/, 'refused with the expected error');
+    assert.throws(() => make({ path: theirs }), /belongs to another user/, 'another user\'s folder is refused, saying so');
     make({ path: theirs, insecureFolder: 'warn' });
-    assert.deepEqual(codes(errors), ['EINSECURE'], 'reported: [\'EINSECURE\']');
-    assert.equal(statSync(theirs).mode & 0o777, 0o750, 'mode 0o750');
+    assert.deepEqual(codes(errors), ['EINSECURE'], 'with warn, it is reported');
+    assert.equal(statSync(theirs).mode & 0o777, 0o750, 'and its mode is left alone');
   });
 
   it('never follows a symbolic link planted at a session\'s file name: not on read, write or touch', async (t) => {
@@ -893,10 +707,10 @@ describe('FileStorage: ids and the file system', () => {
     const linkA = fileOf(dir, a);
     mkdirSync(join(linkA, '..'), { recursive: true, mode: 0o700 });
     symlinkSync(secret, linkA);
-    assert.equal(await s.get(a), undefined, 'a reads as no session');
-    assert.deepEqual(codes(errors), ['ECORRUPT'], 'reported: [\'ECORRUPT\']');
+    assert.equal(await s.get(a), undefined, 'a link at a session\'s name reads as no session');
+    assert.deepEqual(codes(errors), ['ECORRUPT'], 'the link is reported as a bad file');
     assert.equal(lstatSync(`${linkA}.bad`).isSymbolicLink(), true, 'the link itself was set aside');
-    assert.equal(readFileSync(secret, 'utf8'), secretBytes, 'readFileSync(secret, \'utf8\') is secretBytes');
+    assert.equal(readFileSync(secret, 'utf8'), secretBytes, 'the link\'s target is untouched by the read');
 
     // Write
     const b = generateId();
@@ -904,9 +718,9 @@ describe('FileStorage: ids and the file system', () => {
     mkdirSync(join(linkB, '..'), { recursive: true, mode: 0o700 });
     symlinkSync(secret, linkB);
     await s.set(b, { mine: 1 }, MINUTE);
-    assert.equal(lstatSync(linkB).isFile(), true, 'lstatSync(linkB).isFile()');
-    assert.deepEqual(bodyOf(linkB), { mine: 1 }, 'the file holds { mine: 1 }');
-    assert.equal(readFileSync(secret, 'utf8'), secretBytes, 'readFileSync(secret, \'utf8\') is secretBytes');
+    assert.equal(lstatSync(linkB).isFile(), true, 'the write replaced the link with a regular file');
+    assert.deepEqual(bodyOf(linkB), { mine: 1 }, 'holding the session written');
+    assert.equal(readFileSync(secret, 'utf8'), secretBytes, 'the link\'s target is untouched by the write');
 
     // Touch and flush
     const c = generateId();
@@ -927,7 +741,7 @@ describe('FileStorage: I/O failures', () => {
   // Failures are injected through `fsCalls`, the module's seam for the file system: chmod
   // cannot make a call fail for root, and tests may run as root.
   // Failures of writes (ENOSPC, EIO, short writes, rename failures…) are in
-  // test/file-writes.test.ts, on the writer threads and on the thread pool alike.
+  // test/storage/file/file-writes.test.ts, on the writer threads and on the thread pool alike.
 
   it('never turns a read error into a missing session: get rejects with a StorageError', async (t) => {
     const { dir, errors, make } = setup(t);
@@ -940,10 +754,10 @@ describe('FileStorage: I/O failures', () => {
 
     const real = fsCalls.open;
     const opening = t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]) === file ? Promise.reject(fsError('EACCES')) : real(...args)));
-    await assert.rejects(s.get(id), (err: unknown) => err instanceof StorageError && err.status === 503 && /EACCES/.test(err.message), 'refused with the expected error');
+    await assert.rejects(s.get(id), (err: unknown) => err instanceof StorageError && err.status === 503 && /EACCES/.test(err.message), 'an open failing with EACCES rejects with a 503 naming it');
     opening.mock.restore();
     const odd = t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]) === file ? Promise.reject(new Error('odd')) : real(...args)));
-    await assert.rejects(s.get(id), (err: unknown) => err instanceof StorageError && err.message === 'could not read a session file', 'refused with the expected error');
+    await assert.rejects(s.get(id), (err: unknown) => err instanceof StorageError && err.message === 'could not read a session file', 'an error without a code rejects with a plain message');
     odd.mock.restore();
 
     for (const call of ['read', 'stat'] as const) {
@@ -956,8 +770,8 @@ describe('FileStorage: I/O failures', () => {
       failing.mock.restore();
     }
     // The file is intact and reads once the failure is gone; nothing was set aside.
-    assert.deepEqual(await s.get(id), { v: 1 }, 'id reads back as { v: 1 }');
-    assert.equal(existsSync(`${file}.bad`), false, '`${file}.bad` is gone');
+    assert.deepEqual(await s.get(id), { v: 1 }, 'once the failures are gone the session reads back');
+    assert.equal(existsSync(`${file}.bad`), false, 'nothing was set aside for a read error');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -1009,9 +823,9 @@ describe('FileStorage: I/O failures', () => {
     clock.advance(1_000);
     await s.touch(id, MINUTE);
     await s.flush();
-    assert.deepEqual(codes(errors), ['ESTORAGE'], 'reported: [\'ESTORAGE\']');
-    assert.match(errors[0]?.message ?? '', /could not extend .*EIO/, 'errors[0]?.message ?? \'\' matches /could not extend .*EIO/');
-    assert.deepEqual(await s.get(id), { v: 1 }, 'id reads back as { v: 1 }');
+    assert.deepEqual(codes(errors), ['ESTORAGE'], 'the failed header rewrite is reported');
+    assert.match(errors[0]?.message ?? '', /could not extend .*EIO/, 'saying the lifetime could not be extended, and why');
+    assert.deepEqual(await s.get(id), { v: 1 }, 'the session still reads back');
   });
 
   it('fails remove() with a StorageError when the file cannot be deleted', async (t) => {
@@ -1019,7 +833,7 @@ describe('FileStorage: I/O failures', () => {
     const s = make();
     const id = generateId();
     mkdirSync(join(fileOf(dir, id), 'x'), { recursive: true, mode: 0o700 }); // a folder: unlink fails
-    await assert.rejects(s.remove(id), (err: unknown) => err instanceof StorageError && err.status === 503 && /could not delete/.test(err.message), 'refused with the expected error');
+    await assert.rejects(s.remove(id), (err: unknown) => err instanceof StorageError && err.status === 503 && /could not delete/.test(err.message), 'a file that cannot be deleted fails remove() with a 503');
   });
 
   it('keeps going when onError itself throws', async (t) => {
@@ -1031,9 +845,9 @@ describe('FileStorage: I/O failures', () => {
     });
     const id = generateId();
     plant(dir, id, 'garbage');
-    assert.equal(await s.get(id), undefined, 'id reads as no session');
+    assert.equal(await s.get(id), undefined, 'the garbage file reads as no session despite the hook throwing');
     await s.set(id, { ok: true }, MINUTE);
-    assert.deepEqual(await s.get(id), { ok: true }, 'id reads back as { ok: true }');
+    assert.deepEqual(await s.get(id), { ok: true }, 'and the storage keeps serving');
   });
 
   it('sweeps a removed folder as empty, and rejects when the folder is not readable as one', async (t) => {
@@ -1042,11 +856,11 @@ describe('FileStorage: I/O failures', () => {
     // A stray file named like a shard, and a folder at a hash's name: skipped.
     writeFileSync(join(dir, 'ab'), 'x');
     mkdirSync(join(dir, 'cd', hashOf('x')), { recursive: true });
-    assert.equal(await s.sweep(), 0, 'the sweep deleted 0 files');
+    assert.equal(await s.sweep(), 0, 'a stray file named like a shard and a folder named like a session are skipped');
     rmSync(dir, { recursive: true });
-    assert.equal(await s.sweep(), 0, 'the sweep deleted 0 files');
+    assert.equal(await s.sweep(), 0, 'a folder removed behind its back sweeps as empty');
     writeFileSync(dir, 'not a folder');
-    await assert.rejects(s.sweep(), { code: 'ENOTDIR' }, 'refused with the expected error');
+    await assert.rejects(s.sweep(), { code: 'ENOTDIR' }, 'a file where the folder was rejects with ENOTDIR');
     rmSync(dir);
   });
 });
@@ -1058,8 +872,8 @@ describe('FileStorage: destroy, regenerate, close', () => {
     const id = generateId();
     await s.set(id, { a: 1 }, MINUTE);
     await s.remove(id);
-    assert.equal(existsSync(fileOf(dir, id)), false, 'the file of id is gone');
-    assert.equal(await s.get(id), undefined, 'id reads as no session');
+    assert.equal(existsSync(fileOf(dir, id)), false, 'remove() deleted the file');
+    assert.equal(await s.get(id), undefined, 'and the session reads as missing');
     await s.remove(id); // a missing one is no error
 
     for (let round = 0; round < 5; round++) {
@@ -1067,10 +881,10 @@ describe('FileStorage: destroy, regenerate, close', () => {
       const writing = s.set(other, { round }, MINUTE); // not awaited
       const removing = s.remove(other);
       await Promise.all([writing, removing]);
-      assert.equal(existsSync(fileOf(dir, other)), false, 'the file of other is gone');
-      assert.equal(await s.get(other), undefined, 'other reads as no session');
+      assert.equal(existsSync(fileOf(dir, other)), false, 'a remove right after an unawaited set leaves no file');
+      assert.equal(await s.get(other), undefined, 'and the session reads as missing');
     }
-    assert.deepEqual(entries(dir).flatMap((shard) => readdirSync(join(dir, shard))), [], 'entries(dir).flatMap((shard) => readdirSync(… is []');
+    assert.deepEqual(entries(dir).flatMap((shard) => readdirSync(join(dir, shard))), [], 'no file is left in any shard');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -1090,8 +904,8 @@ describe('FileStorage: destroy, regenerate, close', () => {
     gate.release();
     await reading; // either answer is fine for a read that raced the remove…
     assert.equal(await s.get(id), undefined, '…but afterwards the session is gone');
-    assert.equal(s.sizeInMemory, 0, 's.sizeInMemory is 0');
-    assert.equal(existsSync(file), false, 'file is gone');
+    assert.equal(s.sizeInMemory, 0, 'nothing is held in memory for it');
+    assert.equal(existsSync(file), false, 'its file is gone');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -1107,8 +921,8 @@ describe('FileStorage: destroy, regenerate, close', () => {
     await gate.reached;
     await s.set(id, { v: 'new' }, MINUTE);
     gate.release();
-    assert.deepEqual(await reading, { v: 'new' }, 'await reading is { v: \'new\' }');
-    assert.deepEqual(await s.get(id), { v: 'new' }, 'id reads back as { v: \'new\' }');
+    assert.deepEqual(await reading, { v: 'new' }, 'the read under way answers the newer write');
+    assert.deepEqual(await s.get(id), { v: 'new' }, 'and so does the next read');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -1125,9 +939,9 @@ describe('FileStorage: destroy, regenerate, close', () => {
     await gate.reached;
     await s.set(id, { v: 'new' }, MINUTE);
     gate.release();
-    assert.deepEqual(await reading, { v: 'new' }, 'await reading is { v: \'new\' }');
+    assert.deepEqual(await reading, { v: 'new' }, 'the read under way answers the newer write, not the expired file');
     await s.close();
-    assert.deepEqual(bodyOf(fileOf(dir, id)), { v: 'new' }, 'the file holds { v: \'new\' }');
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { v: 'new' }, 'the new write is on disk, not deleted as expired');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -1140,8 +954,8 @@ describe('FileStorage: destroy, regenerate, close', () => {
     const s = make();
     const opens = t.mock.method(fsCalls, 'open');
     const all = await Promise.all(Array.from({ length: 10 }, () => s.get(id)));
-    for (const data of all) assert.deepEqual(data, { a: 1 }, 'data is { a: 1 }');
-    assert.equal(opens.mock.calls.filter((c) => String(c.arguments[0]) === fileOf(dir, id)).length, 1, 'opens.mock.calls.filter((c) => String(c.argu… is 1');
+    for (const data of all) assert.deepEqual(data, { a: 1 }, 'every concurrent get answers the session');
+    assert.equal(opens.mock.calls.filter((c) => String(c.arguments[0]) === fileOf(dir, id)).length, 1, 'its file was opened once for all of them');
   });
 
   it('counts an unflushed renewal of a session that left memory when it reads the file again', async (t) => {
@@ -1153,9 +967,9 @@ describe('FileStorage: destroy, regenerate, close', () => {
     await s.touch(id, MINUTE); // now + 1 minute, not on disk yet
     await s.set(generateId(), { other: true }, MINUTE); // pushes `id` out of memory
     clock.advance(1_000); // the file's header has expired, the renewal has not
-    assert.deepEqual(await s.get(id), { a: 1 }, 'id reads back as { a: 1 }');
+    assert.deepEqual(await s.get(id), { a: 1 }, 'the session left memory but its unflushed renewal keeps it alive');
     await s.flush();
-    assert.equal(expiryOf(fileOf(dir, id)), clock.ms - 1_000 + MINUTE, 'the header says clock.ms - 1_000 + MINUTE');
+    assert.equal(expiryOf(fileOf(dir, id)), clock.ms - 1_000 + MINUTE, 'the flush writes that renewal');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -1198,12 +1012,12 @@ describe('FileStorage: destroy, regenerate, close', () => {
     const result = await Promise.race([reading, flushing.then(() => 'flush ended first')]);
     release();
     await flushing;
-    assert.deepEqual(result, { a: 1 }, 'result is { a: 1 }');
-    assert.deepEqual(await s.get(id), { a: 1 }, 'id reads back as { a: 1 }');
-    assert.equal(existsSync(fileOf(dir, id)), true, 'the file of id is there');
-    assert.equal(expiryOf(fileOf(dir, id)), clock.ms - 1_000 + MINUTE, 'the header says clock.ms - 1_000 + MINUTE');
-    assert.equal(expiryOf(fileOf(dir, last)), clock.ms + 2 * MINUTE, 'the header says clock.ms + 2 * MINUTE');
-    assert.deepEqual(bodyOf(fileOf(dir, last)), { rewritten: true }, 'the file holds { rewritten: true }');
+    assert.deepEqual(result, { a: 1 }, 'the read answered while the flush was still under way');
+    assert.deepEqual(await s.get(id), { a: 1 }, 'and reads back again');
+    assert.equal(existsSync(fileOf(dir, id)), true, 'its file is still there');
+    assert.equal(expiryOf(fileOf(dir, id)), clock.ms - 1_000 + MINUTE, 'the renewal waiting in the flush reached the header');
+    assert.equal(expiryOf(fileOf(dir, last)), clock.ms + 2 * MINUTE, 'the write carried the renewal it replaced in the flush');
+    assert.deepEqual(bodyOf(fileOf(dir, last)), { rewritten: true }, 'and its data');
     assert.deepEqual(errors, [], 'nothing reported');
   });
 
@@ -1217,7 +1031,7 @@ describe('FileStorage: destroy, regenerate, close', () => {
     await s.touch(a, MINUTE);
     const writing = s.set(b, { b: 1 }, MINUTE); // not awaited
     await s.close();
-    assert.equal(expiryOf(fileOf(dir, a)), clock.ms + MINUTE, 'the header says clock.ms + MINUTE');
+    assert.equal(expiryOf(fileOf(dir, a)), clock.ms + MINUTE, 'close() flushed the pending renewal');
     assert.deepEqual(bodyOf(fileOf(dir, b)), { b: 1 }, 'the write was finished by close()');
     await writing;
     await s.close(); // twice is fine
@@ -1236,32 +1050,25 @@ describe('FileStorage: destroy, regenerate, close', () => {
     gate.release();
     await closing;
     assert.equal(existsSync(`${file}.bad`), true, 'set aside before close() resolved');
-    assert.deepEqual(codes(errors), ['ECORRUPT'], 'reported: [\'ECORRUPT\']');
-    assert.equal(await reading, undefined, 'await reading is undefined');
+    assert.deepEqual(codes(errors), ['ECORRUPT'], 'the corrupt file was reported once');
+    assert.equal(await reading, undefined, 'the read under way answered no session');
   });
 
   it('lets a program that used it exit by itself, closed or not', async (t) => {
     const dir = tempDir(t, 'bare-session-file-');
     for (const mode of ['close', 'no-close']) {
       const folder = join(dir, mode);
-      const child = spawn(process.execPath, ['--import', 'tsx', CLOSE_EXIT, folder, mode], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      // A deadline, not a sleep: a child that does not exit by itself is killed and fails the test.
-      const deadline = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-      clearTimeout(deadline);
-      assert.equal(signal, null, `the ${mode} program did not exit by itself: ${err}`);
-      assert.equal(code, 0, err);
-      const id = out.trim();
-      const file = fileOf(folder, id);
-      assert.deepEqual(bodyOf(file), { n: 1 }, 'the file holds { n: 1 }');
+      // The child's safety kill is the deadline, not a sleep: a program that does not exit by
+      // itself is killed, and `exited` rejects saying so.
+      const { code, signal, stdout, stderr } = await startChild(CLOSE_EXIT, { args: [folder, mode], t }).exited;
+      assert.equal(signal, null, `the ${mode} program exited by itself: ${stderr}`);
+      assert.equal(code, 0, `the ${mode} program exited cleanly: ${stderr}`);
+      const file = fileOf(folder, stdout.trim());
+      assert.deepEqual(bodyOf(file), { n: 1 }, `the ${mode} program's session was written`);
       // close() flushed the pending renewal to ~2 h; without close it is still the set's ~1 h.
       const hoursLeft = (expiryOf(file) - Date.now()) / 3_600_000;
-      if (mode === 'close') assert.ok(hoursLeft > 1.9 && hoursLeft <= 2, String(hoursLeft));
-      else assert.ok(hoursLeft > 0.9 && hoursLeft <= 1, String(hoursLeft));
+      if (mode === 'close') assert.ok(hoursLeft > 1.9 && hoursLeft <= 2, `close() wrote the pending renewal to 2 h (${hoursLeft} h left)`);
+      else assert.ok(hoursLeft > 0.9 && hoursLeft <= 1, `without close() the header keeps the write's 1 h (${hoursLeft} h left)`);
       // The folder's lock is released by close(), or when the process exits without it.
       assert.deepEqual(readdirSync(folder).filter((n) => n.startsWith('.lock')), [], `no lock left behind (${mode})`);
     }
@@ -1276,51 +1083,52 @@ describe('FileStorage: crashes and the seed program', () => {
     // One writer thread per server (npm run test:crash runs the default four): a thread started
     // from the TypeScript sources takes a while to load, and each round starts a server.
     const report = await crashRounds(tempDir(t, 'bare-session-file-'), 3, { seed: 0x5e5510, writerThreads: 1 });
-    assert.equal(report.rounds, 3, 'report.rounds is 3');
+    assert.equal(report.rounds, 3, 'all three rounds ran');
     assert.ok(report.acknowledged > 3 * 20, `only ${report.acknowledged} writes acknowledged`);
-    assert.deepEqual(report.details, [], 'report.details is []');
-    assert.equal(report.lost, 0, 'report.lost is 0');
-    assert.equal(report.unreadable, 0, 'report.unreadable is 0');
+    assert.deepEqual(report.details, [], 'no round found a problem');
+    assert.equal(report.lost, 0, 'no acknowledged write was lost');
+    assert.equal(report.unreadable, 0, 'no file was left unreadable');
   });
 
   it('runs the seed walk-through of examples/file.ts: set, get, restart keeps it, past the max age it is gone', async (t) => {
     // examples/file.ts uses the default folder, os.tmpdir()/bare-session-<uid>-file-<hash>: TMPDIR points the
     // child's os.tmpdir() at a private temporary folder instead.
     const tmp = tempDir(t, 'bare-session-file-');
-    const env = { ...process.env, TMPDIR: tmp, PORT: '0' };
     const example = join(ROOT, 'examples', 'file.ts');
-    const listening = /listening on http:\/\/localhost:(\d+)/;
-    const stop = async (server: Started): Promise<void> => {
-      server.child.kill('SIGTERM');
-      const [code] = await server.exited;
-      assert.equal(code, 0, server.stderr());
+    const start = async (): Promise<{ child: Child; port: number }> => {
+      const child = startChild(example, { env: { TMPDIR: tmp, PORT: '0' }, t });
+      const [, port] = await child.line(/listening on http:\/\/localhost:(\d+)/);
+      return { child, port: Number(port) };
+    };
+    const stop = async (child: Child): Promise<void> => {
+      const { code, stderr } = await child.stop('SIGTERM');
+      assert.equal(code, 0, `the example stopped cleanly on SIGTERM: ${stderr}`);
     };
     const jar = new Jar();
 
-    let server = await start(t, example, [], listening, env);
-    assert.equal((await jar.send(server.port, '/set')).body, 'ok', '(await jar.send(server.port, \'/set\')).body is \'ok\'');
+    let server = await start();
+    assert.equal((await jar.send(server.port, '/set')).body, 'ok', 'the example stores the time');
     const got = await jar.send(server.port, '/get');
-    assert.match(got.body, /^\{"time":\d+\}$/, 'got.body matches /^\\{"time":\\d+\\}$/');
-    await stop(server);
+    assert.match(got.body, /^\{"time":\d+\}$/, 'and reads it back as JSON');
+    await stop(server.child);
 
-    server = await start(t, example, [], listening, env);
+    server = await start();
     assert.equal((await jar.send(server.port, '/get')).body, got.body, 'kept across a restart');
-    await stop(server);
+    await stop(server.child);
 
     // The max age is one minute and the child runs on the real clock, which a test cannot move.
     // So the minute passes on disk instead: with the server stopped, the expiry in the session
     // file's header is set to a time in the past, exactly as if the minute had gone by.
     // The default folder: this user, the script's name and the hash of its real path.
-    const scriptHash = createHash('sha256').update(realpathSync(example)).digest('hex').slice(0, 8);
-    const folder = join(tmp, `bare-session-${process.getuid?.()}-file-${scriptHash}`);
+    const folder = join(tmp, `bare-session-${process.getuid?.()}-file-${hashOf(realpathSync(example)).slice(0, 8)}`);
     const file = fileOf(folder, jar.cookies.get('sid') as string);
     const bytes = readFileSync(file);
     bytes.write(String(Date.now() - 1_000).padStart(16, '0'), 4, 'latin1');
     writeFileSync(file, bytes);
 
-    server = await start(t, example, [], listening, env);
-    assert.equal((await jar.send(server.port, '/get')).body, '{}', '(await jar.send(server.port, \'/get\')).body is \'{}\'');
-    await stop(server);
+    server = await start();
+    assert.equal((await jar.send(server.port, '/get')).body, '{}', 'past its max age the session reads as empty');
+    await stop(server.child);
     assert.equal(existsSync(file), false, 'the expired file was deleted');
   });
 });
@@ -1347,16 +1155,16 @@ describe('FileStorage: the writer threads (the default)', () => {
     const s = make({ writerThreads: 4 });
     const id = generateId();
     await Promise.all(Array.from({ length: 50 }, (_, i) => s.set(id, { i }, MINUTE)));
-    assert.deepEqual(bodyOf(fileOf(dir, id)), { i: 49 }, 'the file holds { i: 49 }');
-    assert.equal((statSync(fileOf(dir, id)).mode & 0o777).toString(8), '600', '(statSync(fileOf(dir, id)).mode & 0o777).toS… is \'600\'');
+    assert.deepEqual(bodyOf(fileOf(dir, id)), { i: 49 }, 'the newest of 50 concurrent writes is on disk');
+    assert.equal((statSync(fileOf(dir, id)).mode & 0o777).toString(8), '600', 'written 0600 by the thread');
     const others = Array.from({ length: 100 }, generateId);
     await Promise.all(others.map((o, i) => s.set(o, { i }, MINUTE)));
     await s.close();
     const again = make({ writerThreads: 4 });
-    assert.deepEqual(await again.get(id), { i: 49 }, 'id reads back as { i: 49 }');
-    for (const [i, o] of others.entries()) assert.deepEqual(await again.get(o), { i }, 'o reads back as { i }');
+    assert.deepEqual(await again.get(id), { i: 49 }, 'it reads back after a restart');
+    for (const [i, o] of others.entries()) assert.deepEqual(await again.get(o), { i }, 'each of 100 more sessions reads back after a restart');
     for (const bad of [-1, 1.5, 65, '4', true, Number.NaN]) {
-      assert.throws(() => make({ writerThreads: bad as never }), (err: unknown) => err instanceof TypeError && /option writerThreads is invalid/.test(err.message), 'refused with the expected error');
+      assert.throws(() => make({ writerThreads: bad as never }), (err: unknown) => err instanceof TypeError && /option writerThreads is invalid/.test(err.message), 'an invalid writerThreads is refused, naming the option');
     }
   });
 
@@ -1374,13 +1182,13 @@ describe('FileStorage: the writer threads (the default)', () => {
       // local file systems; the temporary folder here is one).
       spawnSync('chattr', ['+i', join(file, '..')]);
       t.after(() => spawnSync('chattr', ['-i', join(file, '..')]));
-      await assert.rejects(s.set(id, { v: 'next' }, MINUTE), (err: unknown) => err instanceof StorageError && err.status === 503 && /EPERM/.test(err.message), 'refused with the expected error');
+      await assert.rejects(s.set(id, { v: 'next' }, MINUTE), (err: unknown) => err instanceof StorageError && err.status === 503 && /EPERM/.test(err.message), 'an immutable folder fails the write with a 503 naming EPERM');
       spawnSync('chattr', ['-i', join(file, '..')]);
-      assert.deepEqual(readFileSync(file), before, 'readFileSync(file) is before');
+      assert.deepEqual(readFileSync(file), before, 'the previous file is untouched');
       assert.deepEqual(readdirSync(join(file, '..')), [hashOf(id)], 'no temporary file left');
-      assert.deepEqual(await s.get(id), { v: 'previous' }, 'id reads back as { v: \'previous\' }');
+      assert.deepEqual(await s.get(id), { v: 'previous' }, 'the memory copy was dropped: the previous data reads');
       await s.set(id, { v: 'after' }, MINUTE);
-      assert.deepEqual(bodyOf(file), { v: 'after' }, 'the file holds { v: \'after\' }');
+      assert.deepEqual(bodyOf(file), { v: 'after' }, 'a write once the folder is writable again succeeds');
       assert.deepEqual(errors, [], 'nothing reported');
     },
   );
@@ -1399,11 +1207,11 @@ describe('FileStorage: the writer threads (the default)', () => {
     assert.equal(new Set(threadOf).size, 3, 'three threads started');
     for (let i = 0; i < 30; i++) {
       assert.equal(threadOf[i], threadOf[i % 3], `lane ${i} on the thread of lane ${i % 3}`);
-      assert.equal(readFileSync(file(i), 'utf8'), `file ${i}`, 'readFileSync(file(i), \'utf8\') is `file ${i}`');
+      assert.equal(readFileSync(file(i), 'utf8'), `file ${i}`, 'each file holds what its lane wrote');
     }
     for (const thread of threads.slice(30)) assert.equal(thread, threadOf[0], 'lane 99 is lane 0 of 3');
-    assert.equal(readFileSync(file(99), 'utf8'), 'write 19', 'readFileSync(file(99), \'utf8\') is \'write 19\'');
-    assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'readdirSync(dir).filter((n) => n.endsWith(\'.… is []');
+    assert.equal(readFileSync(file(99), 'utf8'), 'write 19', 'the last of 20 writes to one file on one lane wins');
+    assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'no temporary file is left');
   });
 
   it('starts a thread again after it died, failing only the writes it had under way', async (t) => {
@@ -1420,18 +1228,18 @@ describe('FileStorage: the writer threads (the default)', () => {
       writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a2', false, 0),
       writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b2', false, 1),
     ]);
-    assert.equal(dead.status, 'rejected', 'dead.status is \'rejected\'');
-    assert.equal((dead as PromiseRejectedResult).reason.code, 'EWRITER', '(dead as PromiseRejectedResult).reason.code is \'EWRITER\'');
-    assert.equal(alive.status, 'fulfilled', 'alive.status is \'fulfilled\'');
+    assert.equal(dead.status, 'rejected', 'the write on the killed thread failed');
+    assert.equal((dead as PromiseRejectedResult).reason.code, 'EWRITER', 'with the code EWRITER');
+    assert.equal(alive.status, 'fulfilled', 'the write on the other thread succeeded');
     assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a', 'the failed write left the previous file');
-    assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b2', 'readFileSync(join(dir, \'b\'), \'utf8\') is \'b2\'');
+    assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b2', 'the other thread wrote its file');
     // The next write on lane 0 starts a new thread; lane 1 keeps its own.
     await writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a3', false, 0);
     await writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b3', false, 1);
     assert.notEqual(threads[4], lane0, 'a new thread for lane 0');
-    assert.equal(threads[5], lane1, 'threads[5] is lane1');
-    assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a3', 'readFileSync(join(dir, \'a\'), \'utf8\') is \'a3\'');
-    assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b3', 'readFileSync(join(dir, \'b\'), \'utf8\') is \'b3\'');
+    assert.equal(threads[5], lane1, 'lane 1 kept its thread');
+    assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a3', 'the new thread of lane 0 writes');
+    assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b3', 'and so does lane 1');
   });
 
   it('answers 503 for a write whose thread died, and writes that session again after', async (t) => {
@@ -1442,9 +1250,9 @@ describe('FileStorage: the writer threads (the default)', () => {
     watchThreads(t, () => kill);
     // The same id goes to the same thread: the retry proves that thread was started again.
     const victim = generateId();
-    await assert.rejects(s.set(victim, { b: 2 }, MINUTE), (err: unknown) => err instanceof StorageError && err.status === 503 && /EWRITER/.test(err.message), 'refused with the expected error');
+    await assert.rejects(s.set(victim, { b: 2 }, MINUTE), (err: unknown) => err instanceof StorageError && err.status === 503 && /EWRITER/.test(err.message), 'a write on a thread that died is a 503 naming EWRITER');
     kill = false;
     await s.set(victim, { c: 3 }, MINUTE);
-    assert.deepEqual(bodyOf(fileOf(dir, victim)), { c: 3 }, 'the file holds { c: 3 }');
+    assert.deepEqual(bodyOf(fileOf(dir, victim)), { c: 3 }, 'the same session is written by the thread started again');
   });
 });

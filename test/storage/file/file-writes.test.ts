@@ -10,7 +10,9 @@ import { constants as fsc, readFileSync, readdirSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { StorageError } from '../../../lib/errors.js';
-import { FileStorage, type FileStorageOptions, HEADER_SIZE, fsCalls } from '../../../lib/storage/file/file-storage.js';
+import { fsCalls } from '../../../lib/storage/file/files.js';
+import { FileStorage, type FileStorageOptions } from '../../../lib/storage/file/file-storage.js';
+import { HEADER_SIZE } from '../../../lib/storage/file/format.js';
 import { generateId } from '../../../lib/id.js';
 import install, { type Call, type Fault, type Plan } from '../../fixtures/write-faults.js';
 import { Clock, tempDir } from '../../helpers.js';
