@@ -13,6 +13,7 @@ import { FileStorage, MemoryStorage, Server, type Storage, csrf, isValidId } fro
 import { hashId } from '../lib/id.js';
 import type { SessionEvent } from '../lib/session.js';
 import { Clock, Jar, type Reply, cookieValue, send, serve, tempDir } from './helpers.js';
+import { redisFeatureStorages } from './redis-server.js';
 
 /** The storages the features are proven on, each made with the test's clock. */
 const STORAGES: { name: string; make: (clock: Clock, t: TestContext) => Storage }[] = [
@@ -28,6 +29,8 @@ const STORAGES: { name: string; make: (clock: Clock, t: TestContext) => Storage 
       return storage;
     },
   },
+  // One redis-server for the file; advancing the test's clock shortens the keys' lives in Redis too.
+  ...redisFeatureStorages(),
 ];
 
 for (const { name, make } of STORAGES) {

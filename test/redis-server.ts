@@ -10,6 +10,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, type TestContext } from 'node:test';
+import { createClient } from 'redis';
+import { RedisStorage } from '../lib/storage/redis.js';
+import type { Storage } from '../lib/storage/storage.js';
 
 const INSTALL = 'apt-get install -y redis-server';
 
@@ -162,4 +166,66 @@ export class RedisServer {
   cli(...args: string[]): string {
     return execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(this.port), ...args], { encoding: 'utf8' });
   }
+}
+
+/** A test's clock, as test/helpers.ts's `Clock` is. */
+interface MovableClock {
+  readonly now: () => number;
+  advance(ms: number): void;
+}
+
+/**
+ * Shortens the time to live of every key matching ARGV[1] by ARGV[2] ms, deleting those it
+ * ends: Redis's clock, moved as the test's.
+ */
+const SHORTEN = `
+local ms = tonumber(ARGV[2])
+for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then
+    if ttl <= ms then redis.call('DEL', key) else redis.call('PEXPIRE', key, ttl - ms) end
+  end
+end
+return 0
+`;
+
+/**
+ * The RedisStorage entry of test/features.test.ts's `STORAGES` (in a list, empty when
+ * redis-server is missing, which {@link redisMissing} says loudly). Call it at the top level of
+ * the test file: one redis-server serves the file, started by the first test that makes a
+ * storage and stopped after the file's last test. Each storage has a prefix of its own and the
+ * test's clock (its rate limits and the expiries it reports); and since Redis expires keys on
+ * its own clock, the clock's `advance` moves Redis's too, at once (a script sent by `redis-cli`,
+ * synchronously, as `advance` is), shortening the life of the test's keys as the storage
+ * contract's `advance` does.
+ */
+export function redisFeatureStorages(): { name: string; make: (clock: MovableClock, t: TestContext) => Storage }[] {
+  if (redisMissing() !== false) return [];
+  let started: Promise<{ redis: RedisServer; client: { sendCommand(args: string[]): Promise<unknown>; close(): Promise<void> } }> | undefined;
+  let redis: RedisServer | undefined;
+  after(async () => {
+    if (started === undefined) return;
+    const { client } = await started;
+    await client.close();
+    await redis?.stop();
+  });
+  let n = 0;
+  const make = (clock: MovableClock, t: TestContext): Storage => {
+    started ??= (async () => {
+      redis = await RedisServer.start();
+      return { redis, client: await createClient({ url: redis.url }).connect() };
+    })();
+    const ready = started;
+    const prefix = `features-${++n}:`;
+    const storage = new RedisStorage({ client: async (args) => (await ready).client.sendCommand(args), prefix, now: clock.now });
+    const advance = clock.advance.bind(clock);
+    clock.advance = (ms: number): void => {
+      advance(ms);
+      // Before the server started, there is no key to shorten.
+      redis?.cli('EVAL', SHORTEN, '0', `${prefix}*`, String(ms));
+    };
+    t.after(() => storage.close());
+    return storage;
+  };
+  return [{ name: 'RedisStorage', make }];
 }

@@ -2,7 +2,8 @@
  * RedisStorage on a real Redis Cluster of three masters (three redis-server with
  * `--cluster-enabled yes`, joined by `redis-cli --cluster create`): the storage contract
  * through node-redis's `createCluster` and ioredis's `Cluster`, and sessions spread over every
- * node. Every operation names exactly one key, so no command crosses slots.
+ * node. Every operation names exactly one key, so no command crosses slots: the owner index is
+ * kept with commands of its own, and count() and list() SCAN every master.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -10,8 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Cluster } from 'ioredis';
 import { createClient, createCluster } from 'redis';
+import { createHash } from 'node:crypto';
 import { RedisStorage } from '../../lib/storage/redis.js';
 import type { RedisClient } from '../../lib/storage/redis.js';
+import { META } from '../../lib/storage/storage.js';
 import { storageContract } from '../../lib/testing.js';
 import { Clock } from '../helpers.js';
 import { RedisServer, redisMissing } from '../redis-server.js';
@@ -92,6 +95,29 @@ if (missing !== false) {
       const perNode = await Promise.all(direct.map(async (c) => ((await c.sendCommand(['KEYS', 'spread:*'])) as string[]).length));
       assert.equal(perNode.reduce((x, y) => x + y, 0), 30, 'every session is one key');
       assert.ok(perNode.every((k) => k > 0), `every node holds some sessions (${perNode.join(', ')})`);
+    });
+
+    it('counts, lists and ends an owner\'s sessions spread over every node, through either client', async () => {
+      const sha256 = (v: string): string => createHash('sha256').update(v).digest('hex');
+      const a = new RedisStorage({ client: nodeRedis, prefix: 'owned:' });
+      const b = new RedisStorage({ client: ioredis, prefix: 'owned:' });
+      const ids = Array.from({ length: 30 }, () => randomBytes(32).toString('base64url'));
+      // Every other session is ann's, written through one client or the other.
+      await Promise.all(ids.map((id, i) => (i % 2 === 0 ? a : b).set(id, i % 2 === 0 ? { [META.owner]: 'ann', i } : { i }, 60_000)));
+      const ownerKeys = await Promise.all(direct.map(async (c) => ((await c.sendCommand(['KEYS', 'owned:owner:*'])) as string[]).length));
+      assert.equal(ownerKeys.reduce((x, y) => x + y, 0), 1, 'one set for ann, on one node');
+      for (const [name, s] of [['node-redis', a], ['ioredis', b]] as const) {
+        assert.equal(await s.count(), 30, `${name}: every session counted, on every node, and not ann's set`);
+        const listed: string[] = [];
+        for await (const x of s.list()) listed.push(x.idHash);
+        assert.deepEqual(listed.sort(), ids.map(sha256).sort(), `${name}: every session listed once`);
+        const owned = await s.ownerSessions('ann');
+        assert.deepEqual(owned.map((x) => x.idHash).sort(), ids.filter((_, i) => i % 2 === 0).map(sha256).sort(), `${name}: ann's 15 sessions, read from every node`);
+      }
+      const keep = sha256(ids[0] as string);
+      assert.equal(await b.removeOwner('ann', keep), 14, 'all of ann\'s sessions but one ended');
+      assert.deepEqual((await a.ownerSessions('ann')).map((x) => x.idHash), [keep], 'the one kept is all that is left');
+      assert.equal(await a.count(), 16, 'the 15 others\' and ann\'s one');
     });
   });
 }

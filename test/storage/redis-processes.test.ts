@@ -4,7 +4,8 @@
  * chooses. The races are forced, not hoped for: requests wait in their handlers, after they
  * loaded the session, until the test releases them. Each race also runs against a control, a
  * store that writes the whole session as the peers do, which must lose the race: that proves
- * the harness produces it.
+ * the harness produces it. And an owner logged in on two processes is listed, then logged out
+ * everywhere, from a third.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, fork } from 'node:child_process';
@@ -198,6 +199,39 @@ describe('RedisStorage across four processes', { skip: missing }, () => {
     }
     const oldKey = `${prefix}${createHash('sha256').update(old).digest('hex')}`;
     assert.equal(Number(await admin.sendCommand(['EXISTS', oldKey])), 0, 'the old key is gone from Redis');
+  });
+
+  it('lists an owner\'s sessions of two processes in a third, and logs them out everywhere from it, in every process', async () => {
+    const [p0, p1, p2, p3] = app.ports as [number, number, number, number];
+    const sha256 = (v: string): string => createHash('sha256').update(v).digest('hex');
+    /** Logs in as `user` on `port` and returns the session's id. */
+    const login = async (port: number, user: string): Promise<string> => {
+      const jar = new Jar();
+      assert.equal((await jar.send(port, `/login-as?user=${user}`)).status, 200, `${user} logs in on ${port}`);
+      const [name, sid] = [...jar.cookies][0] ?? [];
+      assert.ok(name !== undefined && sid !== undefined, 'with a cookie');
+      cookieName = name;
+      return sid;
+    };
+    // Workers 0 and 1: node-redis and ioredis.
+    const erin = [await login(p0, 'erin'), await login(p1, 'erin')];
+    const frank = await login(p3, 'frank');
+    for (const port of app.ports) {
+      for (const sid of erin) assert.equal((await withSid(port, '/me', sid)).body, 'erin', `process on ${port} sees erin logged in`);
+    }
+    assert.deepEqual((JSON.parse((await send(p2, '/of?user=erin')).body) as string[]).sort(), erin.map(sha256).sort(), 'a third process lists both of erin\'s sessions');
+    assert.equal((await send(p2, '/destroy-all?user=erin')).body, '2', 'and ends both');
+    for (const port of app.ports) {
+      for (const sid of erin) {
+        const r = await withSid(port, '/me', sid);
+        assert.equal(r.body, 'nobody', `process on ${port}: logged out`);
+        assert.equal(cookieValue(r.setCookies, cookieName), undefined, 'and the old id is not adopted');
+      }
+    }
+    for (const sid of erin) assert.equal(Number(await admin.sendCommand(['EXISTS', `${prefix}${sha256(sid)}`])), 0, 'no session key left in Redis');
+    assert.equal(Number(await admin.sendCommand(['EXISTS', `${prefix}owner:${sha256('erin')}`])), 0, 'nor erin\'s set');
+    assert.equal((await send(p2, '/of?user=erin')).body, '[]', 'erin has no session left');
+    assert.equal((await withSid(p0, '/me', frank)).body, 'frank', 'another owner stays logged in');
   });
 
   it('holds a request at the barrier until the test releases it (the harness itself)', async () => {

@@ -1,7 +1,9 @@
 /**
  * RedisStorage: how it recognises clients and refuses others, its timeouts and errors, the
  * storage contract on a real redis-server through node-redis, ioredis and a plain function, the
- * key layout, NOSCRIPT recovery, the size limit, and the round trips of each kind of request.
+ * key layout, the owner index (its sets, their life and renewal, its races), counting and
+ * listing by SCAN, NOSCRIPT recovery, the size limit, and the round trips of each kind of
+ * request, with and without an owner.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -9,7 +11,7 @@ import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createClient, createCluster } from 'redis';
 import { Server, SessionError, StorageError } from '../../lib/index.js';
-import type { SessionData } from '../../lib/storage/storage.js';
+import { META, type SessionData } from '../../lib/storage/storage.js';
 import { type RedisClient, RedisStorage } from '../../lib/storage/redis.js';
 import { storageContract } from '../../lib/testing.js';
 import { Clock, Jar, deferred, serve, turn } from '../helpers.js';
@@ -72,6 +74,45 @@ describe('RedisStorage: clients and options', () => {
       assert.doesNotThrow(() => new RedisStorage({ client }), `${name} is accepted`);
     }
     ioredis.disconnect();
+  });
+
+  it('counts and lists on every master a cluster client names, and refuses one that names none with ENOTSUPPORTED', async () => {
+    const HEX = '[0-9a-f]'.repeat(64);
+    const key = (n: number): string => `p*[?\\:${String(n).padStart(64, '0')}`;
+    const scans: unknown[][] = [];
+    /** A node that answers SCAN with two pages of its keys. */
+    const node = (name: string, keys: string[]) => async (args: string[]): Promise<unknown> => {
+      scans.push([name, ...args]);
+      return args[1] === '0' ? ['7', keys.slice(0, 1)] : ['0', keys.slice(1)];
+    };
+    const pttl = async (k: string | undefined, args: string[]): Promise<unknown> => (args[0] === 'PTTL' ? (k === key(3) ? -2 : 5_000) : assert.fail(`unexpected ${args[0]}`));
+    const nodeRedisCluster = {
+      masters: [{ id: 'a' }, { id: 'b' }],
+      nodeClient: async (m: { id: string }) => ({ sendCommand: node(m.id, m.id === 'a' ? [key(1), key(2)] : [key(3), key(4)]) }),
+      sendCommand: async (k: string | undefined, _ro: boolean | undefined, args: string[]) => pttl(k, args),
+    } as unknown as RedisClient;
+    const ioredisCluster = {
+      nodes: (role: string) => (role === 'master' ? [{ call: (...args: string[]) => node('io', [key(1), key(3)])(args) }] : assert.fail('masters only')),
+      call: async (...args: string[]) => pttl(args[1], args),
+    } as unknown as RedisClient;
+    for (const [name, client, count, listed] of [
+      ['node-redis cluster', nodeRedisCluster, 4, [1, 2, 4]],
+      ['ioredis Cluster', ioredisCluster, 2, [1]],
+    ] as const) {
+      scans.length = 0;
+      const s = new RedisStorage({ client, prefix: 'p*[?\\:', now: () => 1_000 });
+      assert.equal(await s.count(), count, `${name}: the keys of every master`);
+      assert.ok(scans.length >= 2 && scans.every((c) => c[3] === 'MATCH' && c[4] === `p\\*\\[\\?\\\\:${HEX}` && c[6] === '1000'), `${name}: SCAN MATCH the escaped prefix and 64 hex digits, 1000 at a time`);
+      const seen: { idHash: string; expiresAt: number }[] = [];
+      for await (const x of s.list()) seen.push(x);
+      assert.deepEqual(seen, listed.map((n) => ({ idHash: String(n).padStart(64, '0'), expiresAt: 6_000 })), `${name}: listed with now + PTTL, one gone since the SCAN left out`);
+    }
+    const blind = new RedisStorage({ client: { sendCommand: async (_k: string | undefined, _r: boolean | undefined, _a: string[]) => 1, getSlotRandomNode: () => undefined } as RedisClient });
+    const notSupported = (err: unknown): boolean => err instanceof SessionError && !(err instanceof StorageError) && err.code === 'ENOTSUPPORTED' && /no list of its masters/.test(err.message);
+    await assert.rejects(blind.count(), notSupported, 'count: ENOTSUPPORTED, saying why');
+    await assert.rejects(async () => {
+      for await (const _ of blind.list()) assert.fail('nothing is listed');
+    }, notSupported, 'list: the same');
   });
 
   it('refuses anything else with a TypeError that says what it expects', () => {
@@ -175,6 +216,52 @@ describe('RedisStorage: failures', () => {
     }
   });
 
+  it('takes odd replies of the owner index and of SCAN as StorageErrors, and never fails a listing or a removal over a cleanup', async () => {
+    const h = 'a'.repeat(64);
+    let replies: Record<string, unknown> = {};
+    const sent: string[] = [];
+    // Answers by command, a script by its key: an owner's set, or a session.
+    const client = async (args: string[]): Promise<unknown> => {
+      const name = args[0] === 'EVALSHA' && args[3]?.includes(':owner:') === true ? 'EVALSHA owner' : (args[0] as string);
+      sent.push(name);
+      const reply = replies[name];
+      if (reply instanceof Error) throw reply;
+      return reply;
+    };
+    const s = new RedisStorage({ client, prefix: 'p:', ttlUpdateInterval: 0, now: () => 1_000 });
+    s.configure({ maxAgeMs: MINUTE, maxSize: 1_000 });
+    const odd = (err: unknown): boolean => isStorageError(err) && /^redis answered/.test((err as Error).message);
+
+    replies = { SMEMBERS: [h, 'not-an-id-hash'], EVALSHA: 0, SREM: new Error('READONLY You can\'t write against a read only replica.') };
+    assert.deepEqual(await s.ownerSessions('ann'), [], 'a member that is gone is not listed, though taking it out failed');
+    assert.deepEqual(sent.splice(0), ['SMEMBERS', 'EVALSHA', 'SREM'], 'one read for the id hash, none for what is not one');
+    assert.equal(await s.removeOwner('ann'), 0, 'nor counted as ended');
+    assert.deepEqual(sent.splice(0), ['SMEMBERS', 'EVALSHA', 'SREM'], 'and taken out of the set (tried)');
+    replies = { SMEMBERS: [h], EVALSHA: [-1, 'm:v', '1', `k:${META.owner}`, '"ann"'] };
+    const listed = (await s.ownerSessions('ann')).map((x) => ({ ...x, data: { ...x.data } }));
+    assert.deepEqual(listed, [{ idHash: h, expiresAt: 1_000 + MINUTE, data: { [META.owner]: 'ann' } }], 'a session without an expiry is listed with the longest life');
+
+    for (const [name, r, op] of [
+      ['SMEMBERS: a status', { SMEMBERS: 'OK' }, () => s.ownerSessions('ann')],
+      ['SMEMBERS: numbers', { SMEMBERS: [1] }, () => s.removeOwner('ann')],
+      ['a read of a member: a string', { SMEMBERS: [h], EVALSHA: 'x' }, () => s.ownerSessions('ann')],
+      ['a removal of a member: a string', { SMEMBERS: [h], EVALSHA: 'x' }, () => s.removeOwner('ann')],
+      ['joining an owner\'s set: 0', { EVALSHA: 1, 'EVALSHA owner': 0 }, () => s.set(newId(), { [META.owner]: 'ann' }, MINUTE)],
+      ['SCAN: no keys', { SCAN: ['0'] }, () => s.count()],
+      ['SCAN: numbers for keys', { SCAN: ['0', [1]] }, () => s.count()],
+      ['PTTL: a string', { SCAN: ['0', [`p:${h}`]], PTTL: 'x' }, async () => {
+        for await (const _ of s.list()) assert.fail('nothing is listed');
+      }],
+    ] as [string, Record<string, unknown>, () => Promise<unknown>][]) {
+      replies = r;
+      await assert.rejects(op(), odd, name);
+    }
+    sent.length = 0;
+    replies = { EVALSHA: [1, '{not json'] };
+    assert.equal(await s.touch(newId(), MINUTE), true, 'a touch of a session whose owner is not JSON');
+    assert.deepEqual(sent, ['EVALSHA'], 'renews no owner\'s set');
+  });
+
   it('decodes RESP3 maps and records and Buffer replies, and reads a value that is not JSON as no session', async () => {
     const replies: [string, unknown, SessionData | undefined][] = [
       ['a Map', new Map([['m:v', '1'], ['k:a', '{"b":[1]}']]), { a: { b: [1] } }],
@@ -242,7 +329,10 @@ if (missing !== false) {
   contract('a function', (args: string[]) => nodeRedis.sendCommand(args));
   contract('default ttlUpdateInterval', nodeRedis, { interval: '1m', touchTells: false });
 
-  /** A function client over node-redis that records every command. */
+  /**
+   * A function client over node-redis that records every command; `names()` gives (and forgets)
+   * their names, a script on an owner's set as `EVALSHA owner`.
+   */
   const recording = (): { client: (args: string[]) => Promise<unknown>; commands: string[][]; names: () => string[] } => {
     const commands: string[][] = [];
     return {
@@ -251,7 +341,7 @@ if (missing !== false) {
         return nodeRedis.sendCommand(args);
       },
       commands,
-      names: () => commands.splice(0).map((c) => c[0] as string),
+      names: () => commands.splice(0).map((c) => (c[0] === 'EVALSHA' && c[3]?.includes(':owner:') === true ? 'EVALSHA owner' : (c[0] as string))),
     };
   };
 
@@ -347,9 +437,9 @@ if (missing !== false) {
       assert.equal(await s.touch(id, 24 * 3_600_000), undefined, 'still within the minute');
       assert.deepEqual(rec.names(), [], 'no command within the interval');
       clock.advance(1);
-      assert.equal(await s.touch(id, 24 * 3_600_000), true, 'a minute later: one PEXPIRE');
+      assert.equal(await s.touch(id, 24 * 3_600_000), true, 'a minute later: one EVALSHA (PEXPIRE, and the owner)');
       assert.equal(await s.touch(id, 24 * 3_600_000), undefined, 'then none again');
-      assert.deepEqual(rec.names(), ['PEXPIRE'], 'one command in all');
+      assert.deepEqual(rec.names(), ['EVALSHA'], 'one command in all');
       await s.remove(id);
       assert.equal(await s.touch(id, 24 * 3_600_000), false, 'after a remove the next touch asks Redis, which says gone');
       const short = newId();
@@ -357,8 +447,158 @@ if (missing !== false) {
       clock.advance(5_000);
       rec.names();
       assert.equal(await s.touch(short, 20_000), true, 'a life of 20 s is extended after 5 s, a quarter of it');
-      assert.deepEqual(rec.names(), ['PEXPIRE'], 'one PEXPIRE');
+      assert.deepEqual(rec.names(), ['EVALSHA'], 'one touch');
       await s.close();
+    });
+
+    it('keeps each owner\'s sessions in a set at prefix + "owner:" + SHA-256 of the owner, that follows logins and logouts and outlives any session', async () => {
+      const prefix = `owners-${newId().slice(0, 8)}:`;
+      const s = new RedisStorage({ client: nodeRedis, prefix, ttlUpdateInterval: 0 });
+      s.configure({ maxAgeMs: 3_600_000, maxSize: 100_000 });
+      const ownerKey = (owner: string): string => `${prefix}owner:${sha256(owner)}`;
+      const members = async (owner: string): Promise<string[]> => ((await admin.sendCommand(['SMEMBERS', ownerKey(owner)])) as string[]).sort();
+      const [a, b, c] = [newId(), newId(), newId()] as [string, string, string];
+      await s.set(a, { [META.owner]: 'ann' }, MINUTE);
+      await s.set(b, { [META.owner]: 'ann', x: 1 }, MINUTE);
+      await s.set(c, { x: 1 }, MINUTE);
+      assert.deepEqual(await members('ann'), [a, b].map(sha256).sort(), 'the set holds the id hashes of the owner\'s sessions');
+      const keys = (await admin.sendCommand(['KEYS', `${prefix}*`])) as string[];
+      assert.deepEqual(keys.sort(), [...[a, b, c].map((id) => prefix + sha256(id)), ownerKey('ann')].sort(), 'one key per session and one per owner');
+      assert.ok(!keys.some((k) => k.includes('ann') || [a, b, c].some((id) => k.includes(id))), 'no owner and no id in the keyspace');
+      const pttl = Number(await admin.sendCommand(['PTTL', ownerKey('ann')]));
+      assert.ok(pttl > 3_600_000 && pttl <= 4_500_000, `the set lives maxAgeMs and its renewal window, a quarter of it at most (${pttl} ms)`);
+
+      await s.patch(c, { set: { [META.owner]: 'ann' }, remove: [], clear: false }, MINUTE);
+      assert.deepEqual(await members('ann'), [a, b, c].map(sha256).sort(), 'a login by patch joins the set');
+      await s.patch(a, { set: { [META.owner]: 'bob' }, remove: [], clear: false }, MINUTE);
+      assert.deepEqual(await members('ann'), [b, c].map(sha256).sort(), 'a session that changes hands leaves its former owner\'s set');
+      assert.deepEqual(await members('bob'), [sha256(a)], 'and joins the new owner\'s');
+      await s.patch(b, { set: { y: 2 }, remove: [META.owner], clear: false }, MINUTE);
+      assert.deepEqual(await members('ann'), [sha256(c)], 'a logout by patch leaves it');
+      await s.patch(c, { set: { [META.owner]: 'ann' }, remove: [], clear: true }, MINUTE);
+      assert.deepEqual(await members('ann'), [sha256(c)], 'a clear that keeps the owner keeps the session in the set');
+      await s.remove(c);
+      assert.equal(Number(await admin.sendCommand(['EXISTS', ownerKey('ann')])), 0, 'removing the last session empties the set, and Redis drops it');
+
+      // A stale member (bob's session in ann's set) and one that is no id hash.
+      await admin.sendCommand(['SADD', ownerKey('ann'), sha256(a), 'not-an-id-hash']);
+      assert.deepEqual(await s.ownerSessions('ann'), [], 'a session of another owner is not listed for ann');
+      await admin.sendCommand(['SADD', ownerKey('ann'), sha256(a)]);
+      assert.equal(await s.removeOwner('ann'), 0, 'nor ended for ann');
+      assert.equal((await s.get(a))?.[META.owner], 'bob', 'bob\'s session lives on');
+      assert.deepEqual(await members('ann'), ['not-an-id-hash'], 'and was taken out of ann\'s set');
+
+      // Log out everywhere, then writes that were in flight: none brings the session back.
+      assert.equal(await s.removeOwner('bob'), 1, 'bob\'s one session is ended');
+      assert.equal(await s.patch(a, { set: { late: true }, remove: [], clear: false }, MINUTE), false, 'a late patch finds it gone');
+      assert.equal(await s.touch(a, MINUTE), false, 'a late touch too');
+      assert.equal(await s.get(a), undefined, 'it stays gone');
+      assert.equal(Number(await admin.sendCommand(['EXISTS', ownerKey('bob')])), 0, 'and bob\'s set with it');
+    });
+
+    it('renews an owner\'s set when a session in use would outlive it, at most once per window per session, adding the session back', async () => {
+      const prefix = `renew-${newId().slice(0, 8)}:`;
+      const clock = new Clock();
+      const rec = recording();
+      const s = new RedisStorage({ client: rec.client, prefix, ttlUpdateInterval: 0, now: clock.now });
+      // A life of 40 s: the set lives 40 s and a window of 10 s, and is renewed at most every 10 s.
+      s.configure({ maxAgeMs: 40_000, maxSize: 100_000 });
+      const ownerKey = `${prefix}owner:${sha256('ann')}`;
+      const pttl = async (): Promise<number> => Number(await admin.sendCommand(['PTTL', ownerKey]));
+      const id = newId();
+      await s.set(id, { [META.owner]: 'ann' }, 40_000);
+      assert.deepEqual(rec.names(), ['EVALSHA', 'EVALSHA owner'], 'a new owned session: its write, then it joins its owner\'s set');
+      assert.ok((await pttl()) > 40_000 && (await pttl()) <= 50_000, 'the set lives the session\'s 40 s and the 10 s window');
+      // The set's clock, moved: 30 s left, less than a session used now gets.
+      await admin.sendCommand(['PEXPIRE', ownerKey, '30000']);
+      clock.advance(9_999);
+      assert.equal(await s.touch(id, 40_000), true, 'a touch within the window');
+      assert.equal(await s.patch(id, { set: { n: 1 }, remove: [], clear: false }, 40_000), true, 'and a write');
+      assert.deepEqual(rec.names(), ['EVALSHA', 'EVALSHA'], 'are one command each');
+      clock.advance(1);
+      assert.equal(await s.touch(id, 40_000), true, 'a touch when the window is over');
+      assert.deepEqual(rec.names(), ['EVALSHA', 'EVALSHA owner'], 'renews the set, once');
+      assert.ok((await pttl()) > 40_000, 'which outlives the session again');
+      await admin.sendCommand(['SREM', ownerKey, sha256(id)]);
+      clock.advance(10_000);
+      assert.equal(await s.patch(id, { set: { n: 2 }, remove: [], clear: false }, 40_000), true, 'a write a window later');
+      assert.deepEqual(rec.names(), ['EVALSHA', 'EVALSHA owner'], 'renews it too');
+      assert.equal(Number(await admin.sendCommand(['SISMEMBER', ownerKey, sha256(id)])), 1, 'and puts back a member the set had lost');
+      await s.close();
+    });
+
+    it('puts back a member it took out when a write gave the session to that owner meanwhile', async () => {
+      const prefix = `leave-${newId().slice(0, 8)}:`;
+      let beforeSrem: (() => Promise<void>) | undefined;
+      // Runs `beforeSrem` just before the next SREM reaches Redis: a write in another process, landed in between.
+      const client = async (args: string[]): Promise<unknown> => {
+        const hook = args[0] === 'SREM' ? beforeSrem : undefined;
+        if (hook !== undefined) {
+          beforeSrem = undefined;
+          await hook();
+        }
+        return nodeRedis.sendCommand(args);
+      };
+      const s = new RedisStorage({ client, prefix });
+      const ownerKey = `${prefix}owner:${sha256('ann')}`;
+      const id = newId();
+      const key = prefix + sha256(id);
+      await s.set(id, { [META.owner]: 'bob' }, MINUTE);
+      await admin.sendCommand(['SADD', ownerKey, sha256(id)]);
+      assert.deepEqual(await s.ownerSessions('ann'), [], 'bob\'s session is not listed for ann');
+      assert.equal(Number(await admin.sendCommand(['SISMEMBER', ownerKey, sha256(id)])), 0, 'and is taken out of ann\'s set');
+      await admin.sendCommand(['SADD', ownerKey, sha256(id)]);
+      // Between the listing's read (bob's) and its SREM, a login as ann: its write, then its join.
+      let landed = false;
+      beforeSrem = async () => {
+        await admin.sendCommand(['HSET', key, `k:${META.owner}`, '"ann"']);
+        await admin.sendCommand(['SADD', ownerKey, sha256(id)]);
+        landed = true;
+      };
+      assert.deepEqual(await s.ownerSessions('ann'), [], 'read while it was bob\'s: not listed');
+      assert.equal(landed, true, 'the login landed before the SREM');
+      assert.equal(Number(await admin.sendCommand(['SISMEMBER', ownerKey, sha256(id)])), 1, 'the SREM was checked, and the session put back in ann\'s set');
+      assert.deepEqual((await s.ownerSessions('ann')).map((x) => x.idHash), [sha256(id)], 'so it is listed, and can be ended');
+    });
+
+    it('counts and lists only session keys, yielding a batch before it scans the next', async (t) => {
+      // A database of its own, so that the walk's SCANs see these keys alone.
+      const db = await createClient({ url: redis.url, database: 1 }).connect();
+      t.after(() => db.close());
+      const commands: string[][] = [];
+      const client = (args: string[]): Promise<unknown> => {
+        commands.push(args);
+        return db.sendCommand(args);
+      };
+      // Glob characters in the prefix: matched as themselves.
+      const prefix = `scan*[x]?\\${newId().slice(0, 4)}:`;
+      const s = new RedisStorage({ client, prefix });
+      const N = 1_200;
+      const ids = Array.from({ length: N }, () => newId());
+      const write = (id: string, i: number): Promise<void> => s.set(id, i % 10 === 0 ? { [META.owner]: `owner${i}` } : { i }, MINUTE);
+      // The first alone, so that Redis knows the scripts before the others come all at once.
+      await write(ids[0] as string, 0);
+      await Promise.all(ids.slice(1).map((id, i) => write(id, i + 1)));
+      const unescaped = `scanZZxQ${prefix.slice(prefix.indexOf('\\') + 1)}`;
+      for (const look of [`${prefix}${'a'.repeat(63)}`, `${prefix}${'a'.repeat(64)}x`, `${prefix}${'A'.repeat(64)}`, `${unescaped}${'b'.repeat(64)}`]) {
+        await db.sendCommand(['SET', look, 'x', 'PX', String(MINUTE)]);
+      }
+      assert.equal(await s.count(), N, 'every session once, and nothing else: no owner\'s set, no key that only looks like a session\'s');
+      commands.length = 0;
+      const walk = s.list()[Symbol.asyncIterator]();
+      const first = await walk.next();
+      assert.equal(first.done, false, 'a first session');
+      const scansBefore = commands.filter((c) => c[0] === 'SCAN').length;
+      const seen = new Set<string>([first.value?.idHash as string]);
+      for (let next = await walk.next(); next.done !== true; next = await walk.next()) {
+        assert.ok(next.value.expiresAt > Date.now() && next.value.expiresAt <= Date.now() + MINUTE, 'each with its expiry');
+        seen.add(next.value.idHash);
+      }
+      const scans = commands.filter((c) => c[0] === 'SCAN').length;
+      // SCAN stops once it has gathered its COUNT of keys: 1 000 of these 1 200 and more.
+      assert.ok(scansBefore === 1 && scans >= 2, `the first session came after the first of the walk's ${scans} SCANs (${scansBefore})`);
+      assert.deepEqual([...seen].sort(), ids.map(sha256).sort(), 'every session, by id hash');
+      assert.equal(commands.filter((c) => c[0] === 'PTTL').length, N, 'one PTTL per session listed');
     });
 
     it('rejects with a StorageError within the timeout while Redis is paused, and works again after', async () => {
@@ -407,22 +647,70 @@ if (missing !== false) {
       clock.advance(1_000);
       await jar.send(port, '/set');
       assert.deepEqual(rec.names(), ['HGETALL', 'EVALSHA'], 'write: the read, then one EVALSHA');
-      let pexpires = 0;
+      let touches = 0;
       let reads = 0;
-      // Ten minutes of reads, one every 10 s: every read is one HGETALL, and one a minute adds a PEXPIRE.
+      // Ten minutes of reads, one every 10 s: every read is one HGETALL, and one a minute adds a touch.
       for (let i = 0; i < 60; i++) {
         clock.advance(10_000);
         const reply = await jar.send(port, '/get');
         assert.equal(reply.status, 200, 'read answered');
         const names = rec.names();
         reads += names.filter((n) => n === 'HGETALL').length;
-        pexpires += names.filter((n) => n === 'PEXPIRE').length;
-        assert.ok(names.length <= 2 && names[0] === 'HGETALL', `read ${i}: HGETALL, and a PEXPIRE at most (${names.join(' ')})`);
+        touches += names.filter((n) => n === 'EVALSHA').length;
+        assert.ok(names.length <= 2 && names[0] === 'HGETALL', `read ${i}: HGETALL, and a touch at most (${names.join(' ')})`);
       }
       assert.equal(reads, 60, 'one HGETALL per read');
-      assert.ok(pexpires >= 9 && pexpires <= 10, `one PEXPIRE per minute of reads: ${pexpires} in 10 minutes`);
+      assert.ok(touches >= 9 && touches <= 10, `one touch per minute of reads: ${touches} in 10 minutes`);
       await jar.send(port, '/destroy');
-      assert.deepEqual(rec.names(), ['HGETALL', 'UNLINK'], 'destroy: the read, then one UNLINK');
+      assert.deepEqual(rec.names(), ['HGETALL', 'EVALSHA'], 'destroy: the read, then one EVALSHA (the owner, then UNLINK)');
+    });
+    it('with an owner: a read and a write stay one command each; a login, a logout and the hourly renewal of the owner\'s set cost one more', async (t) => {
+      const clock = new Clock();
+      const rec = recording();
+      const storage = new RedisStorage({ client: rec.client, prefix: 'trips-owner:', now: clock.now });
+      const s = await serve(t, { sessionStorage: storage, sessionMaxAge: '24h', now: clock.now }, (s) => {
+        s.all('/login', async (r) => {
+          await r.session.regenerate();
+          r.session.setOwner('ann');
+          r.response.write('ok');
+        });
+        s.all('/set', (r) => {
+          r.session.set('time', clock.now());
+          r.response.write('ok');
+        });
+        s.all('/get', (r) => r.response.write(r.session.owner ?? 'nobody'));
+        s.all('/logout', async (r) => {
+          await r.session.destroy();
+          r.response.write('ok');
+        });
+      });
+      const port = s.port;
+      const jar = new Jar();
+      await jar.send(port, '/set');
+      assert.deepEqual(rec.names(), ['EVALSHA'], 'an anonymous session: one EVALSHA');
+      await jar.send(port, '/login');
+      assert.deepEqual(rec.names(), ['HGETALL', 'HGETALL', 'EVALSHA', 'EVALSHA owner', 'EVALSHA'], 'login: the reads of the server, the new id\'s write, its owner\'s set, the old id\'s removal');
+      assert.equal((await jar.send(port, '/get')).body, 'ann', 'logged in');
+      assert.deepEqual(rec.names(), ['HGETALL'], 'read: one HGETALL');
+      clock.advance(1_000);
+      await jar.send(port, '/set');
+      assert.deepEqual(rec.names(), ['HGETALL', 'EVALSHA'], 'write: the read, then one EVALSHA');
+      for (let i = 0; i < 60; i++) {
+        clock.advance(10_000);
+        await jar.send(port, '/get');
+        const names = rec.names();
+        assert.ok(names.length <= 2 && names[0] === 'HGETALL' && !names.includes('EVALSHA owner'), `read ${i} in the hour: HGETALL, and a touch at most (${names.join(' ')})`);
+      }
+      clock.advance(3_600_000);
+      await jar.send(port, '/get');
+      assert.deepEqual(rec.names(), ['HGETALL', 'EVALSHA', 'EVALSHA owner'], 'an hour later: the read, the touch, and the owner\'s set renewed');
+      clock.advance(60_000);
+      await jar.send(port, '/set');
+      await jar.send(port, '/get');
+      assert.deepEqual(rec.names(), ['HGETALL', 'EVALSHA', 'HGETALL'], 'then one command per read and write again');
+      await jar.send(port, '/logout');
+      assert.deepEqual(rec.names(), ['HGETALL', 'EVALSHA', 'SREM'], 'logout: the read, the removal, and the session leaves its owner\'s set');
+      assert.equal(Number(await admin.sendCommand(['EXISTS', `trips-owner:owner:${sha256('ann')}`])), 0, 'which is then empty, and gone');
     });
   });
 }
