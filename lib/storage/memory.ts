@@ -31,7 +31,7 @@ export interface MemoryStorageOptions {
  */
 const SUM: unique symbol = Symbol('bare-session: JSON size');
 
-/** The sum of the entries of a record's JSON: kept, or measured once. */
+/** The sum of the entries of a record this storage holds: kept when it stored it, or measured. */
 function sumOf(data: SessionData): number {
   const kept = (data as { [SUM]?: number })[SUM];
   if (kept !== undefined) return kept;
@@ -198,7 +198,8 @@ export class MemoryStorage implements Storage {
 
   /** Stores a session, keeping the owner index in step with it. */
   #store(id: string, data: SessionData, ttlMs: number, previous = this.#cache.peek(id), sum?: number): void {
-    if (sum !== undefined) Object.defineProperty(data, SUM, { value: sum });
+    // Kept only on records this storage can extend; a frozen one is measured again when patched.
+    if (sum !== undefined && Object.isExtensible(data)) Object.defineProperty(data, SUM, { value: sum, writable: true, configurable: true });
     if (previous !== undefined && previous[META.owner] !== data[META.owner]) this.#unindex(id, previous);
     this.#cache.set(id, data, ttlMs);
     const owner = data[META.owner];
@@ -221,9 +222,13 @@ export class MemoryStorage implements Storage {
     if (ids.size === 0) this.#owners.delete(owner);
   }
 
-  /** Checks a whole session's size, and returns its sum of entries for later patches. */
+  /**
+   * Checks a whole session's size, and returns its sum of entries for later patches. Measured
+   * afresh: a record given to `set` may carry a sum kept for what it held before a change.
+   */
   #checkSize(data: SessionData): number {
-    const sum = sumOf(data);
+    let sum = 0;
+    for (const k of Object.keys(data)) sum += entryBytes(k, data[k] as JsonValue);
     this.#checkBytes(sum);
     return sum;
   }

@@ -122,3 +122,22 @@ describe('MemoryStorage', () => {
     }
   });
 });
+
+describe('MemoryStorage: the size it keeps', () => {
+  it('measures a record given back to set afresh, frozen or changed after a get', async () => {
+    const storage = new MemoryStorage();
+    storage.configure({ maxAgeMs: MINUTE, maxSize: 100 });
+    const id = generateId();
+    await storage.set(id, { a: 'small' }, MINUTE);
+    // The record a get returned, changed and given back (the contract forbids it; set must still hold).
+    const got = (await storage.get(id)) as SessionData;
+    got['big'] = 'x'.repeat(500);
+    await assert.rejects(storage.set(id, got, MINUTE), (e: unknown) => (e as { code?: string }).code === 'ESESSIONTOOLARGE', 'the changed record is measured again, not by the size kept on it');
+    const frozen = Object.freeze({ a: 'frozen' });
+    await storage.set(generateId(), frozen, MINUTE);
+    const again = generateId();
+    await storage.set(again, Object.freeze({ b: 1 }), MINUTE);
+    assert.equal(await storage.patch(again, { set: { c: 2 }, remove: [], clear: false }, MINUTE), true, 'a frozen record is stored and patched');
+    assert.deepEqual({ ...(await storage.get(again)) }, { b: 1, c: 2 }, 'with the patch applied');
+  });
+});
