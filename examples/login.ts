@@ -197,11 +197,6 @@ function device(userAgent: string): { name: string; mobile: boolean } {
   return { name: os === undefined ? name : `${name} on ${os}`, mobile: /Mobile|iPhone|Android/.test(userAgent) };
 }
 
-/** The SHA-256 of an id in hex: how `server.sessions.of()` names sessions. */
-function hashOf(id: string): string {
-  return createHash('sha256').update(id).digest('hex');
-}
-
 // ---- Routes ----
 
 // A refused request (403 from csrf(), say) gets a page, not a line of text. Outermost, so it
@@ -306,7 +301,7 @@ s.get('/sessions', async (r) => {
     r.response.redirect('/login');
     return;
   }
-  const mine = hashOf(r.session.id);
+  const mine = r.session.idHash;
   const sessions: OwnedSession[] = await s.sessions.of(user);
   const rows = sessions
     .map((x) => {

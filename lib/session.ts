@@ -309,20 +309,29 @@ export class Session<T extends object = SessionData> {
    * agent) is shown in those listings. `undefined` removes the owner.
    */
   setOwner(owner: string | undefined, info?: JsonValue): this {
+    const s = this.#s;
     if (owner === undefined) {
-      this.#s.changes.set(META.owner, REMOVED);
-      this.#s.changes.set(META.info, REMOVED);
-      this.#s.touched = true;
+      for (const k of [META.owner, META.ownedSince, META.info]) s.changes.set(k, REMOVED);
+      s.touched = true;
       return this;
     }
     if (typeof owner !== 'string' || owner === '') throw new TypeError(`session owner is invalid: ${describe(owner)} (expected a non-empty string)`);
-    this.#change(META.owner, owner);
-    if (info === undefined) {
-      this.#s.changes.set(META.info, REMOVED);
-    } else {
-      this.#s.changes.set(META.info, toJsonValue(info, 'info'));
+    const value = info === undefined ? REMOVED : toJsonValue(info, 'info');
+    if (lookup(s, META.owner) !== owner) {
+      this.#change(META.owner, owner);
+      this.#change(META.ownedSince, this.#ctx.now());
     }
+    s.changes.set(META.info, value);
+    s.touched = true;
     return this;
+  }
+
+  /**
+   * The SHA-256 of the id, in hex (`''` while the session has not started): what
+   * `server.sessions.of` lists and events name, to tell this session among them.
+   */
+  get idHash(): string {
+    return this.#s.id === '' ? '' : hashId(this.#s.id);
   }
 
   /**

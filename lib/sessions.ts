@@ -14,6 +14,8 @@ export interface OwnedSession {
   readonly idHash: string;
   /** When it was created, in ms since the epoch (`undefined` for a session from before the library kept it). */
   readonly created: number | undefined;
+  /** When it got its owner (the login), in ms since the epoch. */
+  readonly ownedSince: number | undefined;
   /**
    * When it was last used, in ms since the epoch: its expiry less its idle timeout, so as exact
    * as the storage keeps the expiry (`FileStorage` writes reads' extensions once per
@@ -149,11 +151,13 @@ export class Sessions {
 
   #describe(s: StoredSession): OwnedSession {
     const created = s.data[META.created];
+    const ownedSince = s.data[META.ownedSince];
     const remember = s.data[META.remember];
     const idle = typeof remember === 'number' ? remember : this.#host.maxAgeMs();
     return {
       idHash: s.idHash,
       created: typeof created === 'number' ? created : undefined,
+      ownedSince: typeof ownedSince === 'number' ? ownedSince : undefined,
       lastSeen: Math.max(typeof created === 'number' ? created : 0, Math.min(this.#host.now(), s.expiresAt - idle)),
       expiresAt: s.expiresAt,
       info: s.data[META.info],

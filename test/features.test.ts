@@ -122,6 +122,7 @@ for (const { name, make } of STORAGES) {
           r.response.write('ok');
         });
         s.get('/me', (r) => r.response.write(r.session.owner ?? 'nobody'));
+        s.get('/my-hash', (r) => r.response.write(r.session.idHash));
         s.get('/others', async (r) => r.response.writeJson(await s.sessions.of(r.session.owner as string)));
         s.post('/everywhere', async (r) => {
           r.response.writeJson(await s.sessions.destroyAll(r.session.owner as string, { except: r.session }));
@@ -134,10 +135,12 @@ for (const { name, make } of STORAGES) {
       }
       const bob = new Jar();
       await bob.send(s.port, '/login?user=bob');
-      const listed = JSON.parse((await (browsers[0] as Jar).send(s.port, '/others')).body) as { idHash: string; created: number; lastSeen: number; info: { ua: string } }[];
+      const listed = JSON.parse((await (browsers[0] as Jar).send(s.port, '/others')).body) as { idHash: string; created: number; ownedSince: number; lastSeen: number; info: { ua: string } }[];
       assert.equal(listed.length, 3, 'ann has three sessions');
       assert.deepEqual(listed.map((x) => x.info.ua), ['browser 2', 'browser 1', 'browser 0'], 'most recently used first, with the info the app stored');
       assert.ok(listed.every((x) => /^[0-9a-f]{64}$/.test(x.idHash) && x.created > 0 && x.lastSeen >= x.created), 'each by id hash, with its creation and last use');
+      assert.ok(listed.every((x) => x.ownedSince >= x.created), 'and when it got its owner (the login)');
+      assert.equal((await (browsers[0] as Jar).send(s.port, '/my-hash')).body, hashId(browsers[0]?.cookies.get('sid') as string), 'r.session.idHash names this session as the listing does');
       const ids = browsers.map((b) => b.cookies.get('sid') as string);
       assert.ok(listed.every((x) => !ids.includes(x.idHash)), 'no id in the listing');
       assert.equal((await (browsers[0] as Jar).send(s.port, '/everywhere', { method: 'POST' })).body, '2', 'two other sessions ended');

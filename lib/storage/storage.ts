@@ -20,6 +20,8 @@ export const META = Object.freeze({
   created: '\u0000created',
   /** The session's owner (a user id), a string. */
   owner: '\u0000owner',
+  /** When the session got its owner (a login), in ms since the epoch. */
+  ownedSince: '\u0000ownedSince',
   /** What the application stored about the session for listings (a user agent, say). */
   info: '\u0000info',
   /** `false`: a browser-session cookie; a number: this session's idle timeout in ms. */
