@@ -32,7 +32,7 @@ import { type Duration, describe, parseDuration } from '../../duration.js';
 import { StorageError, errCode, sessionTooLarge } from '../../errors.js';
 import { hashId } from '../../id.js';
 import { setOwn } from '../../json.js';
-import { META, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession } from '../storage.js';
+import { META, NOT_NOW, SYNC, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from '../storage.js';
 import { CONCURRENCY, Folder, HASH_RE, defaultPath, fsCalls, runLimited, sha256, unlinkQuiet } from './files.js';
 import { MAX_AGE_MS, type Parsed, header } from './format.js';
 import { FileQueue, type Op } from './queue.js';
@@ -248,6 +248,24 @@ export class FileStorage implements Storage {
   }
 
   /** The session: from memory, else from its file; `undefined` when missing, expired or unreadable. */
+  /**
+   * @internal A session held in memory is read and touched at once; anything that needs the
+   * disk (a cold read, a write) answers "not now" and takes the promise.
+   */
+  readonly [SYNC]: SyncStorage = {
+    get: (id) => this.#cache.get(id)?.data ?? NOT_NOW,
+    set: () => NOT_NOW,
+    patch: () => NOT_NOW,
+    touch: (id, ttlMs) => {
+      const entry = this.#cache.peek(id);
+      if (entry === undefined) return NOT_NOW;
+      const ttl = Math.min(ttlMs, this.#maxAgeMs);
+      if (!this.#cache.touch(id, ttl)) return NOT_NOW;
+      this.#touches.set(entry.hash, this.#now() + ttl);
+      return true;
+    },
+  };
+
   async get(id: string): Promise<SessionData | undefined> {
     return (await this.#entry(id))?.data;
   }

@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import { StorageError } from '../../../lib/errors.js';
 import { generateId } from '../../../lib/id.js';
 import { fsCalls } from '../../../lib/storage/file/files.js';
-import { META, type SessionData, type StorageEvent } from '../../../lib/storage/storage.js';
+import { META, NOT_NOW, SYNC, type SessionData, type StorageEvent, type SyncStorage } from '../../../lib/storage/storage.js';
 import { Jar, serve, tempDir, waitFor } from '../../helpers.js';
 import { MINUTE, type OpenArgs, bodyOf, codes, fileOf, fsError, gateOpen, gateRename, hashOf, header, markerOf, ownerDirOf, plant, setup } from './helpers.js';
 
@@ -451,5 +451,26 @@ describe('FileStorage: expired events', () => {
     clock.advance(MINUTE + 1);
     assert.equal(await storage.sweep(), 1, 'the sweep deleted the expired session');
     assert.deepEqual(events, [hashOf(jar.cookies.get('sid') as string)], 'the server\'s listener heard of it, by id hash');
+  });
+});
+
+describe('FileStorage: answers at once from memory', () => {
+  it('reads and touches a session held in memory at once, and says "not now" for anything that needs the disk', async (t) => {
+    const { dir, clock, make } = setup(t);
+    const s = make();
+    const sync = (s as unknown as { [SYNC]: SyncStorage })[SYNC];
+    const id = generateId();
+    assert.equal(sync.get(id), NOT_NOW, 'a session not in memory may be on disk: not now');
+    assert.equal(sync.touch(id, MINUTE), NOT_NOW, 'nor can it be touched at once');
+    await s.set(id, { a: 1 }, MINUTE);
+    assert.deepEqual({ ...(sync.get(id) as SessionData) }, { a: 1 }, 'a session in memory is read at once');
+    clock.advance(30_000);
+    assert.equal(sync.touch(id, MINUTE), true, 'and touched at once');
+    assert.equal(sync.set(id, { a: 2 }, MINUTE), NOT_NOW, 'a write needs the disk: not now');
+    assert.equal(sync.patch(id, change({ b: 2 }), MINUTE), NOT_NOW, 'a patch too');
+    assert.deepEqual({ ...(await s.get(id)) }, { a: 1 }, 'and "not now" changed nothing');
+    // The touch at once is written with the next batch, as a touch through the promise is.
+    await s.flush();
+    assert.equal(readFileSync(fileOf(dir, id), 'latin1').slice(0, 21), header(clock.now() + MINUTE), 'the renewal reached the header at the flush');
   });
 });
