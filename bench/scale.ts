@@ -115,7 +115,7 @@ async function filePhase(): Promise<FileResult> {
     // Count file reads: a `get` served from memory opens no file. `fsCalls` is the storage's
     // internal hook for tests; without it the memory share is not reported.
     let opens = 0;
-    const internals = (await import('../lib/file-storage.js')) as { fsCalls?: { open: (...a: unknown[]) => Promise<unknown> } };
+    const internals = (await import('../lib/storage/file/files.js')) as { fsCalls?: { open: (...a: unknown[]) => Promise<unknown> } };
     const fsCalls = internals.fsCalls;
     if (fsCalls !== undefined) {
       const open = fsCalls.open;

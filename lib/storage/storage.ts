@@ -47,7 +47,7 @@ export interface StoredSession {
   readonly data: SessionData;
 }
 
-/** What a storage reports to the server on its own (see {@link StorageSettings.onExpired}). */
+/** What a storage reports to the server on its own (see {@link StorageSettings.onEvent}). */
 export type StorageEvent = { readonly type: 'expired'; readonly idHash: string };
 
 /**

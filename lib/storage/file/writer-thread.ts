@@ -12,6 +12,7 @@
 import { closeSync, constants as fsc, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type MessagePort, parentPort } from 'node:worker_threads';
+import { errCode } from '../../errors.js';
 
 /** A value, or a promise of one: a thread's calls are synchronous, the thread pool's are not. */
 export type MaybePromise<T> = T | Promise<T>;
@@ -78,9 +79,8 @@ export async function writeAtomic(io: WriteIo, tmp: string, file: string, conten
       await settle(() => io.close(dir));
     }
   } catch (err) {
-    const code = (err as { code?: unknown } | null)?.code;
     throw Object.assign(new Error(`the folder of a written file could not be synced: ${String((err as Error | null)?.message)}`, { cause: err }), {
-      code: typeof code === 'string' ? code : undefined,
+      code: errCode(err),
       inPlace: true as const,
     });
   }

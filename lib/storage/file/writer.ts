@@ -1,16 +1,11 @@
 /**
  * The writer threads of `FileStorage`: workers that create, write and rename session files with
  * synchronous calls, so a write is one message round trip instead of four trips through Node's
- * thread pool. What they buy, measured on a 2-core ext4 machine (bench/RESULTS.md), with 50 writes
- * in flight over 2 000 files: a write that replaces a file costs about 500 µs of CPU, nearly all
- * in the kernel, so one thread tops out near 2 000 writes/s; two threads reach about 2 800/s and
- * four about 3 400/s, as Node's pool of four does through `fs/promises`, at the same or less CPU
- * per write. When the kernel's part is small (the same machine at other times: 8 500 writes/s),
- * the saved trips are what counts: 102 µs of CPU a write against 205 through the pool. Through
- * HTTP, with the load generator on the same cores, four threads served 2 700-3 300 writes/s
- * against 1 900-2 000 for one.
+ * thread pool. A write that replaces a file spends most of its time in the kernel, and several
+ * threads overlap that work; when the kernel's part is small, the saved trips are what counts.
+ * bench/RESULTS.md ("Writer threads") has what they were measured to buy.
  *
- * A thread runs lib/writer-thread.ts (the write routine the thread pool path shares), loaded by a
+ * A thread runs writer-thread.ts (the write routine the thread pool path shares), loaded by a
  * few lines of bootstrap: from `dist/` the compiled `writer-thread.js`; from the TypeScript
  * sources (this project's tests, run under tsx) the `.ts` file, with tsx registered in the
  * thread first, as tsx registers itself in the main thread only on Node 20. (tsx's ESM loader,
