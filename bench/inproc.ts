@@ -2,9 +2,9 @@
  * The in-process benchmark: the whole `node:http` stack (parser, server, response) on in-memory
  * sockets, with no kernel and no load generator, so that a change of a few microseconds shows on
  * a noisy machine. It measures the CPU time of this process per request (user + system, from
- * `process.cpuUsage()`), for the floor (a `Map` of sessions on bare `node:http`) and for
- * bare-session on MemoryStorage and on FileStorage (hot: every session in memory), in
- * alternating rounds, and prints the median of each.
+ * `process.cpuUsage()`) of bare-session on MemoryStorage and on FileStorage (hot: every session
+ * in memory) against the floor (a `Map` of sessions on bare `node:http`) in the same process,
+ * and prints the median of each over rounds.
  *
  *   npm run build && npx tsx inproc.ts [--rounds 7] [--requests 20000] [--sessions 2000]
  *
@@ -12,12 +12,14 @@
  * of them (each write stores a new value, so every one is a real change); new = GET /set
  * without a cookie.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type * as Lib from '../lib/index.js';
 
@@ -30,6 +32,8 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     // 'dist' (the default, built by `npm run build`) or 'lib' (the sources, through tsx).
     source: { type: 'string', default: 'dist' },
+    // Internal: measure one subject and scenario in this process.
+    child: { type: 'string' },
   },
 });
 // The library as users run it: compiled by tsc into dist/ (`npm run build` first), not through
@@ -39,6 +43,8 @@ type Storage = Lib.Storage;
 const ROUNDS = Number(args.rounds);
 const REQUESTS = Number(args.requests);
 const SESSIONS = Number(args.sessions);
+/** Requests before the measurement, so that the JIT has compiled what it will. */
+const WARMUP = 10_000;
 
 /** One end of an in-memory connection: what one end writes, the other reads. */
 class End extends Duplex {
@@ -151,6 +157,7 @@ function bare(storage: Storage): Listener {
   return s.handler;
 }
 
+/** A subject ready to measure. */
 interface Subject {
   readonly name: string;
   readonly client: Client;
@@ -169,56 +176,79 @@ async function prepare(name: string, listener: Listener): Promise<Subject> {
   return { name, client, cookies };
 }
 
-/** CPU µs per request of one scenario on one subject. */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+/** CPU µs per request of one scenario on one subject, after a warm-up. */
 async function measure(subject: Subject, scenario: 'read' | 'write' | 'new'): Promise<number> {
   const path = scenario === 'read' ? '/get' : '/set';
   const n = subject.cookies.length;
-  // Warm up, then measure.
-  for (let i = 0; i < 500; i++) await subject.client.get(path, scenario === 'new' ? undefined : subject.cookies[i % n]);
+  for (let i = 0; i < WARMUP; i++) await subject.client.get(path, scenario === 'new' ? undefined : subject.cookies[i % n]);
   const start = process.cpuUsage();
   for (let i = 0; i < REQUESTS; i++) await subject.client.get(path, scenario === 'new' ? undefined : subject.cookies[(i * 7919) % n]);
   const used = process.cpuUsage(start);
   return (used.user + used.system) / REQUESTS;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
+/** Measures one subject and scenario in this process, which was started for it alone. */
+async function child(name: string, scenario: 'read' | 'write' | 'new'): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-inproc-'));
+  try {
+    const storage = name === 'MemoryStorage' ? new MemoryStorage() : name === 'FileStorage' ? new FileStorage({ path: join(dir, 'sessions'), maxInMemory: 100_000 }) : undefined;
+    const subject = await prepare(name, storage === undefined ? floor() : bare(storage));
+    const us = await measure(subject, scenario);
+    await storage?.close();
+    return us;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'bench-inproc-'));
-try {
-  const memory = new MemoryStorage();
-  const files = new FileStorage({ path: join(dir, 'sessions'), maxInMemory: 100_000 });
-  const all = [['floor', floor()], ['MemoryStorage', bare(memory)], ['FileStorage', bare(files)]] as const;
-  const subjects: Subject[] = [];
-  for (const [name, listener] of all) if (args.only === undefined || args.only.startsWith(`${name} `)) subjects.push(await prepare(name, listener));
+if (args.child !== undefined) {
+  const [name, scenario] = args.child.split(' ') as [string, 'read' | 'write' | 'new'];
+  process.stdout.write(`${await child(name, scenario)}\n`);
+} else {
+  // Each measurement in a fresh process (a fresh heap, nothing left by the others); each subject
+  // right after a floor measurement of the same scenario, and its ratio to that floor kept, so
+  // that the machine's swings between minutes cancel out.
+  const names = ['MemoryStorage', 'FileStorage'];
   const scenarios = ['read', 'write', 'new'] as const;
-  const results = new Map<string, number[]>();
+  const run = (key: string): number =>
+    Number(execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', key, '--requests', String(REQUESTS), '--sessions', String(SESSIONS), '--source', args.source ?? 'dist'], { encoding: 'utf8' }).trim());
+  const results = new Map<string, { floor: number[]; subject: number[]; ratio: number[] }>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const scenario of scenarios) {
-      for (const subject of round % 2 === 0 ? subjects : [...subjects].reverse()) {
-        if (subject.name === 'FileStorage' && scenario !== 'read') continue; // disk-bound: see run.ts
-        const key = `${subject.name} ${scenario}`;
+      for (const name of names) {
+        if (name === 'FileStorage' && scenario !== 'read') continue; // disk-bound: see run.ts
+        const key = `${name} ${scenario}`;
         if (args.only !== undefined && key !== args.only) continue;
-        results.set(key, [...(results.get(key) ?? []), await measure(subject, scenario)]);
+        // The floor before the subject in even rounds, after it in odd ones.
+        let f: number;
+        let x: number;
+        if (round % 2 === 0) {
+          f = run(`floor ${scenario}`);
+          x = run(key);
+        } else {
+          x = run(key);
+          f = run(`floor ${scenario}`);
+        }
+        const r = results.get(key) ?? { floor: [], subject: [], ratio: [] };
+        r.floor.push(f);
+        r.subject.push(x);
+        r.ratio.push(x / f);
+        results.set(key, r);
       }
     }
   }
-  console.log(`CPU µs per request, median of ${ROUNDS} alternating rounds of ${REQUESTS} requests (Node ${process.version})`);
+  console.log(`CPU µs per request, each measurement in a fresh process beside a floor measurement; medians of ${ROUNDS} rounds of ${REQUESTS} requests (Node ${process.version})`);
   console.log('| | read | write | new |\n|---|---:|---:|---:|');
-  const floorOf = (scenario: string): number => median(results.get(`floor ${scenario}`) ?? [NaN]);
-  for (const subject of subjects) {
+  for (const name of names) {
     const cells = scenarios.map((scenario) => {
-      const xs = results.get(`${subject.name} ${scenario}`);
-      if (xs === undefined) return '–';
-      const m = median(xs);
-      return subject.name === 'floor' ? m.toFixed(1) : `${m.toFixed(1)} (${(m / floorOf(scenario)).toFixed(2)}×)`;
+      const r = results.get(`${name} ${scenario}`);
+      return r === undefined ? '–' : `${median(r.subject).toFixed(1)} µs vs ${median(r.floor).toFixed(1)}: **${median(r.ratio).toFixed(2)}×**`;
     });
-    console.log(`| ${subject.name} | ${cells.join(' | ')} |`);
+    console.log(`| ${name} | ${cells.join(' | ')} |`);
   }
-  await memory.close();
-  await files.close();
-} finally {
-  rmSync(dir, { recursive: true, force: true });
 }

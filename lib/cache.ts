@@ -88,6 +88,8 @@ interface Entry<V> {
   ttl: number;
   /** The cache's `#seq` when the entry last went to the end of the map. */
   seq: number;
+  /** What the caller said the value weighs (see {@link ExpiringCache.sizeOf}); 0 when it said nothing. */
+  size: number;
 }
 
 
@@ -255,10 +257,12 @@ export class ExpiringCache<K, V> {
    *
    * @param ttl - this entry's own time to live (which `touch` renews): milliseconds or a
    *   duration string, above zero, or `Infinity` for never; defaults to the cache's `ttl`
+   * @param size - a number kept with the entry for the caller, such as what the value weighs
+   *   (read back with {@link ExpiringCache.sizeOf}); the cache does nothing else with it
    * @throws TypeError when `ttl` is invalid, or missing on a cache without a default (nothing
    *   is stored then)
    */
-  set(key: K, value: V, ttl?: Duration): this {
+  set(key: K, value: V, ttl?: Duration, size = 0): this {
     const ms = ttl === undefined ? (this.#ttl ?? noDefaultTtl()) : ttlMs(ttl);
     const t = this.#now();
     const expiresAt = t + ms;
@@ -267,7 +271,7 @@ export class ExpiringCache<K, V> {
     let expired: V | undefined;
     let hadExpired = false;
     if (entry === undefined) {
-      map.set(key, { value, expiresAt, ttl: ms, seq: ++this.#seq });
+      map.set(key, { value, expiresAt, ttl: ms, seq: ++this.#seq, size });
     } else {
       if (entry.expiresAt <= t) {
         hadExpired = true;
@@ -276,6 +280,7 @@ export class ExpiringCache<K, V> {
       entry.value = value;
       entry.expiresAt = expiresAt;
       entry.ttl = ms;
+      entry.size = size;
       if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(key, entry);
     }
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
@@ -312,6 +317,17 @@ export class ExpiringCache<K, V> {
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
     if (expiresAt < this.#timerAt) this.#schedule(t);
     return true;
+  }
+
+  /**
+   * The size `set` was given with a live entry (0 when it was given none), without changing the
+   * order of use.
+   *
+   * @returns the size, or `undefined` when the key is missing or expired (an expired entry is
+   *   removed and reported as `'expire'`)
+   */
+  sizeOf(key: K): number | undefined {
+    return this.#live(key)?.size;
   }
 
   /**

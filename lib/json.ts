@@ -95,5 +95,28 @@ export function jsonEqual(a: JsonValue | undefined, b: JsonValue | undefined): b
  * comma), so a storage can keep the sum and measure a change by its entries alone.
  */
 export function entryBytes(key: string, value: JsonValue): number {
-  return Buffer.byteLength(JSON.stringify(key)) + Buffer.byteLength(JSON.stringify(value)) + 2;
+  return stringBytes(key) + valueBytes(value) + 2;
+}
+
+/** Printable ASCII that JSON writes as it is (no `"` or `\`): one byte a character. */
+const PLAIN_RE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** The UTF-8 bytes of a string's JSON, without serializing a plain one. */
+function stringBytes(s: string): number {
+  return PLAIN_RE.test(s) ? s.length + 2 : Buffer.byteLength(JSON.stringify(s));
+}
+
+/** The UTF-8 bytes of a JSON value's JSON, serializing only objects and arrays. */
+function valueBytes(value: JsonValue): number {
+  switch (typeof value) {
+    case 'string':
+      return stringBytes(value);
+    case 'number':
+      // A finite number's JSON is its String() (JSON values are finite).
+      return String(value).length;
+    case 'boolean':
+      return value ? 4 : 5;
+    default:
+      return value === null ? 4 : Buffer.byteLength(JSON.stringify(value));
+  }
 }

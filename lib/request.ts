@@ -17,8 +17,18 @@ export class CookieJar {
   readonly #header: string | undefined;
   #parsed: Record<string, string> | undefined;
   readonly #defaults: CookieOptions;
-  /** Pending `Set-Cookie` values by cookie name. */
-  readonly pending = new Map<string, string>();
+  #pending: Map<string, string> | undefined;
+
+  /** Pending `Set-Cookie` values by cookie name (made on first use). */
+  get pending(): Map<string, string> {
+    this.#pending ??= new Map();
+    return this.#pending;
+  }
+
+  /** Whether any cookie is pending, without making the map. */
+  get hasPending(): boolean {
+    return this.#pending !== undefined && this.#pending.size > 0;
+  }
 
   constructor(header: string | undefined, defaults: CookieOptions) {
     this.#header = header;
@@ -56,7 +66,7 @@ export class CookieJar {
 
   /** Drops every pending cookie (used when a request fails). */
   clear(): void {
-    this.pending.clear();
+    this.#pending?.clear();
   }
 }
 

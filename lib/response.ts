@@ -26,7 +26,8 @@ export class Response {
   /** The `ServerResponse`, for a handler that streams: once it sends headers, the server sends nothing. */
   readonly raw: ServerResponse;
   #status = 200;
-  #headers = new Map<string, [string, OutgoingHttpHeader]>();
+  /** Headers set so far, by lower-case name; made on the first. */
+  #headers: Map<string, [string, OutgoingHttpHeader]> | undefined;
   #chunks: (string | Uint8Array)[] = [];
   /** 'empty' until written; 'json' while the body is exactly one JSON value; else 'text' or 'bytes'. */
   #kind: 'empty' | 'json' | 'text' | 'bytes' = 'empty';
@@ -96,13 +97,13 @@ export class Response {
         throw new TypeError(`header ${name} value is invalid: ${describe(v)}`);
       }
     }
-    this.#headers.set(name.toLowerCase(), [name, Array.isArray(value) ? [...(value as string[])] : String(value)]);
+    (this.#headers ??= new Map()).set(name.toLowerCase(), [name, Array.isArray(value) ? [...(value as string[])] : String(value)]);
     return this;
   }
 
   /** The value of a header set so far, or `undefined`. */
   getHeader(name: string): OutgoingHttpHeader | undefined {
-    return this.#headers.get(name.toLowerCase())?.[1];
+    return this.#headers?.get(name.toLowerCase())?.[1];
   }
 
   /** Redirects to `location` with `code` (default 302) and an empty body. */
@@ -120,7 +121,7 @@ export class Response {
   /** Drops the status, headers and body written so far (used when a request fails). */
   reset(status: number, body: string): void {
     this.#status = status;
-    this.#headers.clear();
+    this.#headers = undefined;
     this.#chunks = [body];
     this.#kind = 'text';
   }
@@ -144,12 +145,13 @@ export class Response {
         : chunks.length === 1
           ? (chunks[0] as string | Uint8Array)
           : Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
-    for (const [name, value] of this.#headers.values()) res.setHeader(name, value);
+    const headers = this.#headers;
+    if (headers !== undefined) for (const [name, value] of headers.values()) res.setHeader(name, value);
     if (setCookies !== undefined) {
       const cookies = [...setCookies];
       if (cookies.length > 0) {
         // A Set-Cookie the handler set as a raw header stays, before the jar's cookies.
-        const own = this.#headers.get('set-cookie')?.[1];
+        const own = headers?.get('set-cookie')?.[1];
         res.setHeader('Set-Cookie', own === undefined ? (cookies.length === 1 ? (cookies[0] as string) : cookies) : [...(Array.isArray(own) ? own : [String(own)]), ...cookies]);
       }
     }
@@ -158,7 +160,7 @@ export class Response {
       res.end();
       return;
     }
-    if (this.#kind !== 'empty' && !this.#headers.has('content-type')) {
+    if (this.#kind !== 'empty' && headers?.has('content-type') !== true) {
       res.setHeader('Content-Type', this.#kind === 'json' ? JSON_TYPE : this.#kind === 'text' ? TEXT_TYPE : BYTES_TYPE);
     }
     // Node leaves out the body of a HEAD answer, and with it the length it would compute.

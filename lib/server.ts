@@ -471,7 +471,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     this.#inFlight--;
     const response = r.response;
     if (this.#closing !== undefined && !response.takenOver) response.header('Connection', 'close');
-    response.send(r.cookie.pending.size === 0 ? undefined : r.cookie.pending.values());
+    response.send(r.cookie.hasPending ? r.cookie.pending.values() : undefined);
     if (this.#inFlight === 0) this.#idle?.();
   }
 

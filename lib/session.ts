@@ -641,11 +641,13 @@ export class SessionManager {
     if (sync !== undefined && !s.retire && s.id === s.origin) {
       let cookie: string | undefined;
       if (s.touched && changed(s)) {
-        const written = this.#now(() => sync.patch(s.id, changeSet(s), this.#ttlOf(s)), 'write');
+        const remember = lookup(s, META.remember);
+        const created = lookup(s, META.created);
+        const written = this.#now(() => sync.patch(s.id, changeSet(s), this.#ttl(remember, created)), 'write');
         if (written === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
-        if (written) cookie = this.#cookieIfDue(s.id, lookup(s, META.remember), lookup(s, META.created), secure, changesOf(s).has(META.remember));
+        if (written) cookie = this.#cookieIfDue(s.id, remember, created, secure, s.changes.has(META.remember));
       } else if (s.base !== undefined && hasKeys(s.base)) {
-        const alive = this.#now(() => sync.touch(s.id, this.#ttlOf(s)), 'touch');
+        const alive = this.#now(() => sync.touch(s.id, this.#ttl(s.base?.[META.remember], s.base?.[META.created])), 'touch');
         if (alive === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
         if (alive) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
       }

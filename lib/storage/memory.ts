@@ -25,21 +25,6 @@ export interface MemoryStorageOptions {
   now?: () => number;
 }
 
-/**
- * The sum of a stored session's {@link entryBytes}, kept on the record itself (a hidden,
- * non-enumerable property JSON never sees), so that a patch measures only what it changes.
- */
-const SUM: unique symbol = Symbol('bare-session: JSON size');
-
-/** The sum of the entries of a record this storage holds: kept when it stored it, or measured. */
-function sumOf(data: SessionData): number {
-  const kept = (data as { [SUM]?: number })[SUM];
-  if (kept !== undefined) return kept;
-  let sum = 0;
-  for (const k of Object.keys(data)) sum += entryBytes(k, data[k] as JsonValue);
-  return sum;
-}
-
 /** The default `sessionMaxSize` until the server configures the storage. */
 const DEFAULT_MAX_SIZE = 1024 * 1024;
 
@@ -84,7 +69,7 @@ export class MemoryStorage implements Storage {
   readonly [SYNC]: SyncStorage = {
     get: (id) => this.#cache.get(id),
     set: (id, data, ttlMs) => {
-      this.#store(id, data, ttlMs, undefined, this.#checkSize(data));
+      this.#store(id, data, ttlMs, this.#checkSize(data));
       return true;
     },
     patch: (id, changes, ttlMs) => this.#patch(id, changes, ttlMs),
@@ -98,7 +83,7 @@ export class MemoryStorage implements Storage {
 
   /** Stores the session for `ttlMs`; the storage owns `data` from now on. */
   async set(id: string, data: SessionData, ttlMs: number): Promise<void> {
-    this.#store(id, data, ttlMs, undefined, this.#checkSize(data));
+    this.#store(id, data, ttlMs, this.#checkSize(data));
   }
 
   /**
@@ -177,7 +162,7 @@ export class MemoryStorage implements Storage {
     let sum = 0;
     if (!changes.clear) {
       for (const k of Object.keys(current)) setOwn(next, k, current[k]);
-      sum = sumOf(current);
+      sum = this.#cache.sizeOf(id) ?? 0;
     }
     for (const k of changes.remove) {
       if (Object.hasOwn(next, k)) {
@@ -192,16 +177,17 @@ export class MemoryStorage implements Storage {
       setOwn(next, k, v);
     }
     this.#checkBytes(sum);
-    this.#store(id, next, ttlMs, current, sum);
+    this.#store(id, next, ttlMs, sum, current);
     return true;
   }
 
-  /** Stores a session, keeping the owner index in step with it. */
-  #store(id: string, data: SessionData, ttlMs: number, previous = this.#cache.peek(id), sum?: number): void {
-    // Kept only on records this storage can extend; a frozen one is measured again when patched.
-    if (sum !== undefined && Object.isExtensible(data)) Object.defineProperty(data, SUM, { value: sum, writable: true, configurable: true });
+  /**
+   * Stores a session with the sum of its JSON entries (kept in the cache beside it, for the next
+   * patch), keeping the owner index in step with it.
+   */
+  #store(id: string, data: SessionData, ttlMs: number, sum: number, previous = this.#cache.peek(id)): void {
     if (previous !== undefined && previous[META.owner] !== data[META.owner]) this.#unindex(id, previous);
-    this.#cache.set(id, data, ttlMs);
+    this.#cache.set(id, data, ttlMs, sum);
     const owner = data[META.owner];
     if (typeof owner === 'string') {
       let ids = this.#owners.get(owner);
@@ -222,10 +208,7 @@ export class MemoryStorage implements Storage {
     if (ids.size === 0) this.#owners.delete(owner);
   }
 
-  /**
-   * Checks a whole session's size, and returns its sum of entries for later patches. Measured
-   * afresh: a record given to `set` may carry a sum kept for what it held before a change.
-   */
+  /** Checks a whole session's size, and returns its sum of entries for later patches. */
   #checkSize(data: SessionData): number {
     let sum = 0;
     for (const k of Object.keys(data)) sum += entryBytes(k, data[k] as JsonValue);
