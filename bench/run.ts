@@ -16,7 +16,7 @@
  * Every server runs under `--import tsx`, even the .mjs ones, so that RSS compares like with
  * like (the loader costs about 30 MB).
  *
- * Redis: bare-session's RedisStorage (servers/bare-redis.ts), express-session + connect-redis
+ * Redis: bare-session's RedisStorage (servers/bare.ts), express-session + connect-redis
  * and @fastify/session + connect-redis run on one redis-server that the bench starts (on a free
  * port, in a temporary folder, no persistence; emptied before each server), with the same
  * scenarios, and also report the commands Redis ran per request (INFO commandstats before and
@@ -84,12 +84,12 @@ interface ServerSpec {
 
 const SERVERS: ServerSpec[] = [
   { key: 'floor', label: 'floor: node:http + Map', colour: '#7f7f7f', cwd: BENCH, script: 'servers/floor.mjs' },
-  { key: 'memory', label: 'bare-session MemoryStorage', colour: '#1f77b4', cwd: ROOT, script: 'examples/memory.ts' },
-  { key: 'file', label: 'bare-session FileStorage', colour: '#2ca02c', cwd: ROOT, script: 'examples/file.ts' },
+  { key: 'memory', label: 'bare-session MemoryStorage', colour: '#1f77b4', cwd: BENCH, script: 'servers/bare.ts', env: { STORE: 'memory' } },
+  { key: 'file', label: 'bare-session FileStorage', colour: '#2ca02c', cwd: BENCH, script: 'servers/bare.ts', env: { STORE: 'file' } },
   { key: 'express', label: 'express-session MemoryStore', colour: '#ff7f0e', cwd: BENCH, script: 'servers/express.mjs' },
   { key: 'express-file', label: 'express-session + session-file-store', colour: '#d62728', cwd: BENCH, script: 'servers/express.mjs', env: { STORE: 'file' } },
   { key: 'fastify', label: '@fastify/session', colour: '#9467bd', cwd: BENCH, script: 'servers/fastify.mjs' },
-  { key: 'redis', label: 'bare-session RedisStorage', colour: '#17becf', cwd: BENCH, script: 'servers/bare-redis.ts', redis: true },
+  { key: 'redis', label: 'bare-session RedisStorage', colour: '#17becf', cwd: BENCH, script: 'servers/bare.ts', env: { STORE: 'redis' }, redis: true },
   { key: 'express-redis', label: 'express-session + connect-redis', colour: '#8c564b', cwd: BENCH, script: 'servers/express.mjs', env: { STORE: 'redis' }, redis: true },
   { key: 'fastify-redis', label: '@fastify/session + connect-redis', colour: '#e377c2', cwd: BENCH, script: 'servers/fastify.mjs', env: { STORE: 'redis' }, redis: true },
 ];
@@ -433,8 +433,8 @@ async function check(port: number): Promise<string | undefined> {
   if (jar === undefined) return '/set issued no cookie';
   const get = await send(port, '/get', jar);
   jar = get.cookie ?? jar;
-  const m = /^\{"time":(\d+)\}$/.exec(get.body);
-  if (get.status !== 200 || m === null) return `/get with the cookie answered ${get.status} ${JSON.stringify(get.body)}, expected {"time":N}`;
+  const m = /^\{"time":(\d+),"n":\d+\}$/.exec(get.body);
+  if (get.status !== 200 || m === null) return `/get with the cookie answered ${get.status} ${JSON.stringify(get.body)}, expected {"time":N,"n":W}`;
   if (Math.abs(Number(m[1]) - now) > 5) return `/get answered time ${m[1]}, not about ${now}`;
   if (!get.contentType.startsWith('application/json')) return `/get answered Content-Type ${JSON.stringify(get.contentType)}`;
   const del = await send(port, '/del', jar);
@@ -462,13 +462,13 @@ async function createSessions(port: number, count: number): Promise<string[]> {
   return cookies;
 }
 
-/** After a scenario: do some of the 2 000 sessions still read back as {"time":N}? */
+/** After a scenario: do some of the 2 000 sessions still read back as {"time":N,"n":W}? */
 async function spotCheck(port: number, cookies: readonly string[]): Promise<string | undefined> {
   let bad = 0;
   const sample = 20;
   for (let i = 0; i < sample; i++) {
     const r = await send(port, '/get', cookies[Math.floor((i * cookies.length) / sample)]);
-    if (r.status !== 200 || !/^\{"time":\d+\}$/.test(r.body)) bad++;
+    if (r.status !== 200 || !/^\{"time":\d+,"n":\d+\}$/.test(r.body)) bad++;
   }
   return bad === 0 ? undefined : `${bad} of ${sample} sessions no longer read back afterwards`;
 }
@@ -893,7 +893,7 @@ ${mdTable(TARGET_HEADER, targets, new Set([1, 2, 3]))}
 
 ### The servers
 
-- **bare-session RedisStorage** (\`servers/bare-redis.ts\`): the seed program with \`RedisStorage\` (defaults: \`ttlUpdateInterval\` 1 min, \`timeout\` 2 s), \`sessionMaxAge\` 1 min, in one process (\`examples/cluster.ts\` runs the same on node:cluster workers, whose CPU time would not show in one pid). A read is \`HGETALL\`, and a \`PEXPIRE\` at most once a minute per session; a write applies the request's changes with one script (\`EVALSHA\`); a new session is one script.
+- **bare-session RedisStorage** (\`servers/bare.ts\`): the seed program with \`RedisStorage\` (defaults: \`ttlUpdateInterval\` 1 min, \`timeout\` 2 s), \`sessionMaxAge\` 1 min, in one process (\`examples/cluster.ts\` runs the same on node:cluster workers, whose CPU time would not show in one pid). A read is \`HGETALL\`, and a life extension (one script, \`EVALSHA\`) at most once a minute per session; a write applies the request's changes with one script (\`EVALSHA\`); a new session is one script.
 - **express-session + connect-redis** (\`servers/express.mjs\`, \`STORE=redis\`): connect-redis ${versionOf('connect-redis')}, defaults (prefix \`sess:\` and the raw session id as the key; the whole session as one JSON string): a read is \`GET\` and \`EXPIRE\` (express-session's touch), a write \`GET\` then \`SET … EX\` of the whole session.
 - **@fastify/session + connect-redis** (\`servers/fastify.mjs\`, \`STORE=redis\`): the same store (@fastify/session takes express-session stores), \`rolling: false\`.
 `;
@@ -956,6 +956,8 @@ async function main(): Promise<void> {
   const invocation = argv.length === 1 && argv[0] === '--quick' ? 'npm run bench:quick' : `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
   const started = new Date();
   console.log(`bare-session benchmark: Node ${process.version}, ${cpus().length} cores (${cpuModel}), ${CONNECTIONS} connections, ${DURATION} s per measurement, ${WARMUP} s warm-up`);
+  // bare-session runs as users run it, from dist/: built now from the sources.
+  execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
 
   // The disk is measured right before FileStorage, so that both see the same disk weather.
   const disks: DiskResult[] = [];
@@ -1061,10 +1063,11 @@ ${mdTable(TARGET_HEADER, targets, new Set([1, 2, 3]))}
 ## The servers
 
 - **floor** (\`servers/floor.mjs\`): node:http, a \`Map\` of sessions, no expiry, no persistence: cookie parse, a random 32-byte base64url id on the first write with \`Set-Cookie\`, JSON out.
-- **bare-session MemoryStorage / FileStorage**: \`examples/memory.ts\` and \`examples/file.ts\`, unchanged, from the repository root with \`PORT\` and \`TMPDIR\` set to a fresh temporary folder (FileStorage writes under it).
+- **bare-session MemoryStorage / FileStorage** (\`servers/bare.ts\`, \`STORE=memory\` or \`file\`): the seed program's routes, with \`TMPDIR\` set to a fresh temporary folder (FileStorage writes under it).
+- On every server \`/set\` stores the time and a count of the process's writes (\`n\`), so that every write changes the session: bare-session writes nothing for a write that stores what is already there, which would turn the write scenario into reads.
 - **express-session** (\`servers/express.mjs\`): express 5, \`saveUninitialized: false\`, \`resave: false\`, a secret, cookie not secure, \`maxAge\` 60 s; its MemoryStore, or **session-file-store** (\`STORE=file\`, \`ttl\` 60, defaults otherwise: it writes with write-file-atomic, which fsyncs, and rewrites the file on every read to record the access time).
 - **@fastify/session** (\`servers/fastify.mjs\`): fastify 5 with @fastify/cookie, \`saveUninitialized: false\`, \`rolling: false\` (its \`resave: false\`), a secret, cookie not secure, \`maxAge\` 60 s, its default memory store.
-- Each server's answers are checked before it is timed (\`/get\` without cookie → \`{}\` and no cookie; \`/set\` → a cookie; \`/get\` → \`{"time":N}\`; \`/del\` then \`/get\` → \`{}\`), and after each cookie scenario 20 of the 2 000 sessions must still read back.
+- Each server's answers are checked before it is timed (\`/get\` without cookie → \`{}\` and no cookie; \`/set\` → a cookie; \`/get\` → \`{"time":N,"n":W}\`; \`/del\` then \`/get\` → \`{}\`), and after each cookie scenario 20 of the 2 000 sessions must still read back.
 `;
   writeFileSync(resultsFile, scale === '' ? md : `${md}\n${scale}`);
   console.log(`\nwrote ${join(BENCH, 'RESULTS.md')} and ${join(BENCH, 'results.svg')}`);

@@ -59,27 +59,12 @@ export const MAX_COOKIE_ATTRIBUTE_BYTES = 1024;
 export function parseCookie(header: string | undefined): Record<string, string> {
   const cookies = Object.create(null) as Record<string, string>;
   if (typeof header !== 'string') return cookies;
-  const len = header.length;
-  let index = 0;
-  let pairs = 0;
-  while (index < len) {
-    const eq = header.indexOf('=', index);
-    if (eq === -1) break;
-    const semicolon = header.indexOf(';', index);
-    const end = semicolon === -1 ? len : semicolon;
-    if (eq > end) {
-      // This segment has no '=': go straight to the segment that holds the next one.
-      index = header.lastIndexOf(';', eq - 1) + 1;
-      continue;
+  const at: Pair = { nameStart: 0, nameEnd: 0, valueStart: 0, end: 0 };
+  for (let index = 0, pairs = 0; (index = nextPair(header, index, at)) !== -1 && ++pairs <= MAX_COOKIE_PAIRS; ) {
+    if (at.nameStart < at.nameEnd) {
+      const name = header.slice(at.nameStart, at.nameEnd);
+      if (cookies[name] === undefined) cookies[name] = readValue(header, at.valueStart, at.end);
     }
-    if (++pairs > MAX_COOKIE_PAIRS) break;
-    const nameStart = skipOws(header, index, eq);
-    const nameEnd = skipOwsBack(header, eq, nameStart);
-    if (nameStart < nameEnd) {
-      const name = header.slice(nameStart, nameEnd);
-      if (cookies[name] === undefined) cookies[name] = readValue(header, eq + 1, end);
-    }
-    index = end + 1;
   }
   return cookies;
 }
@@ -101,26 +86,45 @@ export function parseCookie(header: string | undefined): Record<string, string> 
 export function cookieValues(header: string | undefined, name: string, limit = 1): string[] {
   const values: string[] = [];
   if (typeof header !== 'string') return values;
+  const at: Pair = { nameStart: 0, nameEnd: 0, valueStart: 0, end: 0 };
+  for (let index = 0, pairs = 0; values.length < limit && (index = nextPair(header, index, at)) !== -1 && ++pairs <= MAX_COOKIE_PAIRS; ) {
+    if (at.nameEnd - at.nameStart === name.length && header.startsWith(name, at.nameStart)) values.push(readValue(header, at.valueStart, at.end));
+  }
+  return values;
+}
+
+/** Where a `name=value` pair lies in a header: its name (trimmed), and its value up to `end`. */
+interface Pair {
+  nameStart: number;
+  nameEnd: number;
+  valueStart: number;
+  end: number;
+}
+
+/**
+ * Finds the next `name=value` pair at or after `index`, skipping segments without `=`, and
+ * writes where it lies into `at`. The one scanning loop of both readers: linear, no allocation.
+ * @returns the index after the pair (past its `;`), or -1 when there is none
+ */
+function nextPair(header: string, index: number, at: Pair): number {
   const len = header.length;
-  const nameLen = name.length;
-  let index = 0;
-  let pairs = 0;
-  while (index < len && values.length < limit) {
+  while (index < len) {
     const eq = header.indexOf('=', index);
-    if (eq === -1) break;
+    if (eq === -1) return -1;
     const semicolon = header.indexOf(';', index);
     const end = semicolon === -1 ? len : semicolon;
     if (eq > end) {
+      // This segment has no '=': go straight to the segment that holds the next one.
       index = header.lastIndexOf(';', eq - 1) + 1;
       continue;
     }
-    if (++pairs > MAX_COOKIE_PAIRS) break;
-    const nameStart = skipOws(header, index, eq);
-    const nameEnd = skipOwsBack(header, eq, nameStart);
-    if (nameEnd - nameStart === nameLen && header.startsWith(name, nameStart)) values.push(readValue(header, eq + 1, end));
-    index = end + 1;
+    at.nameStart = skipOws(header, index, eq);
+    at.nameEnd = skipOwsBack(header, eq, at.nameStart);
+    at.valueStart = eq + 1;
+    at.end = end;
+    return end + 1;
   }
-  return values;
+  return -1;
 }
 
 /** The index of the first character in `[start, end)` that is not SP or HTAB, else `end`. */

@@ -14,6 +14,8 @@ export const MAX_DEPTH = 100;
  * class instance), a cycle, or nesting deeper than {@link MAX_DEPTH}.
  */
 export function toJsonValue(value: unknown, key: string): JsonValue {
+  // Strings, booleans, finite numbers and null are JSON values as they are: no copy to make.
+  if (typeof value === 'string' || typeof value === 'boolean' || value === null || (typeof value === 'number' && Number.isFinite(value))) return value;
   return copy(value, key, [], 0);
 }
 

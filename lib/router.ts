@@ -42,6 +42,8 @@ interface Entry<H> {
   readonly pattern: string;
   /** The parameter names in path order, `'*'` for the rest. */
   readonly names: readonly string[];
+  /** The match of a request without parameters, made on its first use and shared. */
+  found?: Match<H>;
 }
 
 /** The routes of one shape: the segments of the first pattern, one entry per method. */
@@ -202,8 +204,8 @@ export class Router<H> {
       (method === 'HEAD' ? route.entries.get('GET') : undefined) ??
       route.entries.get('ALL');
     if (entry === undefined) return { kind: method === 'OPTIONS' ? 'options' : 'method', allow: route.allow };
-    // A route without parameters shares one frozen, empty record: nothing to allocate.
-    if (values === undefined) return { kind: 'found', handler: entry.handler, params: EMPTY_PARAMS };
+    // A route without parameters answers with one match made once: nothing to allocate.
+    if (values === undefined) return (entry.found ??= Object.freeze({ kind: 'found', handler: entry.handler, params: EMPTY_PARAMS }));
     const params: Params = Object.create(null);
     const { names } = entry;
     for (let i = 0; i < names.length; i++) params[names[i] as string] = values[i] as string;

@@ -33,15 +33,19 @@ if (process.env.STORE === 'file') {
 const app = express();
 app.disable('x-powered-by');
 app.use(session(options));
+/** This process's writes: every /set stores a new count, as on every server of the bench. */
+let writes = 0;
 app.all('/set', (req, res) => {
   req.session.time = Math.floor(Date.now() / 1000);
+  req.session.n = ++writes;
   res.type('text/plain').send('ok');
 });
 app.all('/get', (req, res) => {
-  res.json(req.session.time === undefined ? {} : { time: req.session.time });
+  res.json(req.session.time === undefined ? {} : { time: req.session.time, n: req.session.n });
 });
 app.all('/del', (req, res) => {
   delete req.session.time;
+  delete req.session.n;
   res.type('text/plain').send('ok');
 });
 app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1');

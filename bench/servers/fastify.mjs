@@ -26,17 +26,21 @@ await app.register(fastifySession, {
   rolling: false,
   cookie: { secure: false, httpOnly: true, sameSite: 'lax', path: '/', maxAge: 60_000 },
 });
+/** This process's writes: every /set stores a new count, as on every server of the bench. */
+let writes = 0;
 app.all('/set', async (req, reply) => {
   req.session.set('time', Math.floor(Date.now() / 1000));
+  req.session.set('n', ++writes);
   reply.type('text/plain; charset=utf-8');
   return 'ok';
 });
 app.all('/get', async (req) => {
   const time = req.session.get('time');
-  return time === undefined ? {} : { time };
+  return time === undefined ? {} : { time, n: req.session.get('n') };
 });
 app.all('/del', async (req, reply) => {
   delete req.session.time;
+  delete req.session.n;
   reply.type('text/plain; charset=utf-8');
   return 'ok';
 });

@@ -12,6 +12,8 @@ const NAME = 'sid';
 const MAX_AGE = 60;
 /** @type {Map<string, Record<string, number>>} */
 const sessions = new Map();
+/** This process's writes: every /set stores a new count, as on every server of the bench. */
+let writes = 0;
 
 /** The value of the `sid` cookie, or undefined. */
 function cookieId(header) {
@@ -30,10 +32,11 @@ createServer((req, res) => {
   if (path === '/set') {
     if (data === undefined) {
       const fresh = randomBytes(32).toString('base64url');
-      sessions.set(fresh, { time: Math.floor(Date.now() / 1000) });
+      sessions.set(fresh, { time: Math.floor(Date.now() / 1000), n: ++writes });
       res.setHeader('Set-Cookie', `${NAME}=${fresh}; Path=/; Max-Age=${MAX_AGE}; HttpOnly; SameSite=Lax`);
     } else {
       data.time = Math.floor(Date.now() / 1000);
+      data.n = ++writes;
     }
     res.setHeader('Content-Type', 'text/plain; charset=utf-8');
     res.end('ok');

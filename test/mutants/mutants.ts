@@ -391,8 +391,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'memory-patch-no-size-check',
     file: 'lib/storage/memory.ts',
-    find: '    this.#checkBytes(sum);\n    this.#store(id, next, ttlMs, current, sum);',
-    replace: '    this.#store(id, next, ttlMs, current, sum);',
+    find: '    this.#checkBytes(sum);\n    this.#store(id, next, ttlMs, sum, current);',
+    replace: '    this.#store(id, next, ttlMs, sum, current);',
     tests: [CONTRACT, SESSION],
     why: 'a patch past sessionMaxSize is stored',
   },
@@ -525,8 +525,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'cookie-pair-bound-off-by-one',
     file: 'lib/cookie.ts',
-    find: "      // This segment has no '=': go straight to the segment that holds the next one.\n      index = header.lastIndexOf(';', eq - 1) + 1;\n      continue;\n    }\n    if (++pairs > MAX_COOKIE_PAIRS) break;",
-    replace: "      // This segment has no '=': go straight to the segment that holds the next one.\n      index = header.lastIndexOf(';', eq - 1) + 1;\n      continue;\n    }\n    if (++pairs >= MAX_COOKIE_PAIRS) break;",
+    find: "(index = nextPair(header, index, at)) !== -1 && ++pairs <= MAX_COOKIE_PAIRS; ) {\n    if (at.nameStart < at.nameEnd) {",
+    replace: "(index = nextPair(header, index, at)) !== -1 && ++pairs < MAX_COOKIE_PAIRS; ) {\n    if (at.nameStart < at.nameEnd) {",
     tests: ['test/cookie.test.ts'],
     why: 'parseCookie examines one pair fewer than documented',
   },
@@ -541,8 +541,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'cookie-last-value-wins',
     file: 'lib/cookie.ts',
-    find: '      if (cookies[name] === undefined) cookies[name] = readValue(header, eq + 1, end);',
-    replace: '      cookies[name] = readValue(header, eq + 1, end);',
+    find: '      if (cookies[name] === undefined) cookies[name] = readValue(header, at.valueStart, at.end);',
+    replace: '      cookies[name] = readValue(header, at.valueStart, at.end);',
     tests: ['test/cookie.test.ts'],
     why: 'parseCookie keeps the last value of a repeated name instead of the first',
   },

@@ -258,11 +258,7 @@ export class FileStorage implements Storage {
     patch: () => NOT_NOW,
     touch: (id, ttlMs) => {
       const entry = this.#cache.peek(id);
-      if (entry === undefined) return NOT_NOW;
-      const ttl = Math.min(ttlMs, this.#maxAgeMs);
-      if (!this.#cache.touch(id, ttl)) return NOT_NOW;
-      this.#touches.set(entry.hash, this.#now() + ttl);
-      return true;
+      return entry === undefined || !this.#renew(id, entry, ttlMs) ? NOT_NOW : true;
     },
   };
 
@@ -316,8 +312,16 @@ export class FileStorage implements Storage {
    */
   async touch(id: string, ttlMs: number): Promise<boolean> {
     const entry = await this.#entry(id);
+    return entry !== undefined && this.#renew(id, entry, ttlMs);
+  }
+
+  /**
+   * Extends a session's life in memory at once and in its file at the next batch, for at most
+   * `maxAgeMs`. @returns `false` when it is no longer in memory (expired meanwhile)
+   */
+  #renew(id: string, entry: Entry, ttlMs: number): boolean {
     const ttl = Math.min(ttlMs, this.#maxAgeMs);
-    if (entry === undefined || !this.#cache.touch(id, ttl)) return false;
+    if (!this.#cache.touch(id, ttl)) return false;
     this.#touches.set(entry.hash, this.#now() + ttl);
     return true;
   }
