@@ -141,16 +141,15 @@ export class Session<T extends object = SessionData> {
   /** How many keys the session holds. */
   get size(): number {
     let n = 0;
-    for (const k of Object.keys(view(this.#s))) if (!isMetaKey(k)) n++;
+    eachKey(this.#s, () => n++);
     return n;
   }
 
   /** A plain copy of everything the session holds. */
   data(): Partial<T> {
     // Objects are deep-copied, primitives are not: `{ time: 1 }` costs one small object.
-    const v = view(this.#s);
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) if (!isMetaKey(k)) setOwn(out, k, cloneJson(v[k]));
+    eachKey(this.#s, (k, v) => setOwn(out, k, cloneJson(v)));
     return out as Partial<T>;
   }
 
@@ -374,6 +373,25 @@ function lookup(s: SessionState, key: string): JsonValue | undefined {
   return s.base[key];
 }
 
+/**
+ * Calls `fn` for each of the user's keys the session holds now, in the order `applyChanges`
+ * gives (the loaded keys, then the new ones), without building the merged record.
+ */
+function eachKey(s: SessionState, fn: (key: string, value: JsonValue) => void): void {
+  const base = s.cleared || !s.fromOrigin ? undefined : s.base;
+  const changes = s.changes;
+  if (base !== undefined) {
+    for (const k of Object.keys(base)) {
+      if (isMetaKey(k)) continue;
+      const c = changes.size === 0 ? undefined : changes.get(k);
+      if (c !== REMOVED) fn(k, c === undefined ? (base[k] as JsonValue) : c);
+    }
+  }
+  for (const [k, v] of changes) {
+    if (v !== REMOVED && !isMetaKey(k) && (base === undefined || !Object.hasOwn(base, k))) fn(k, v);
+  }
+}
+
 /** The data a session shows now: what was loaded (unless cleared), with this request's changes. */
 function view(s: SessionState): SessionData {
   return applyChanges(s.cleared || !s.fromOrigin ? undefined : s.base, s.changes);
@@ -404,12 +422,6 @@ function applyChanges(base: SessionData | undefined, changes: ReadonlyMap<string
     else setOwn(out, k, v);
   }
   return out;
-}
-
-/** Whether a record has any key (without building the array of them). */
-function hasKeys(data: SessionData): boolean {
-  for (const _ in data) return true;
-  return false;
 }
 
 /** The changes of a session (for reading). */
@@ -646,7 +658,7 @@ export class SessionManager {
         const written = this.#now(() => sync.patch(s.id, changeSet(s), this.#ttl(remember, created)), 'write');
         if (written === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
         if (written) cookie = this.#cookieIfDue(s.id, remember, created, secure, s.changes.has(META.remember));
-      } else if (s.base !== undefined && hasKeys(s.base)) {
+      } else if (s.base !== undefined) {
         const alive = this.#now(() => sync.touch(s.id, this.#ttl(s.base?.[META.remember], s.base?.[META.created])), 'touch');
         if (alive === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
         if (alive) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
@@ -680,7 +692,7 @@ export class SessionManager {
       // The loaded session, same id: write the changes, or extend its life.
       if (s.touched && changed(s)) {
         if (await this.#update(s)) cookie = this.#cookieIfDue(s.id, lookup(s, META.remember), lookup(s, META.created), secure, changesOf(s).has(META.remember));
-      } else if (s.base !== undefined && hasKeys(s.base)) {
+      } else if (s.base !== undefined) {
         let alive = await this.#touch(s.id, this.#ttlOf(s));
         cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
         // A storage that does not say whether the session still exists is asked before a
@@ -743,7 +755,7 @@ export class SessionManager {
 
   /** How long a session created at `created` has left before its absolute timeout (`Infinity` without one). */
   #remainingLife(data: SessionData): number {
-    return this.#lifeLeft(data[META.created]);
+    return this.#config.maxLifetimeMs === 0 ? Infinity : this.#lifeLeft(data[META.created]);
   }
 
   #lifeLeft(created: JsonValue | undefined): number {
