@@ -4,12 +4,11 @@
  * acknowledged write survived and every file reads. Used by `npm run test:crash` (100 rounds)
  * and by a short version in `npm test`.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { FileStorage } from '../../lib/index.js';
+import { startChild } from '../child.js';
 import { prng } from '../prng.js';
 
 const SERVER = join(import.meta.dirname, '..', 'fixtures', 'file-crash-server.ts');
@@ -70,19 +69,9 @@ export async function crashRounds(
     writers.push(first, { id: undefined, key: `b${i}`, acked: -1, next: 0 });
   }
   for (let round = 0; round < rounds; round++) {
-    const child = spawn(process.execPath, ['--import', 'tsx', SERVER, dir, String(writerThreads)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-        const m = /port (\d+)/.exec(out);
-        if (m !== null) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`crash server exited (${code}) before listening: ${stderr}`)));
-    });
-    const exited = once(child, 'exit');
+    // No safety kill: every round ends with the test's own kill -9.
+    const child = startChild(SERVER, { args: [dir, String(writerThreads)], safetyMs: Infinity });
+    const port = Number((await child.line(/port (\d+)/))[1]);
     const agent = new Agent({ keepAlive: true, maxSockets: 64 });
     const target = minAcks + Math.floor(rand() * (maxAcks - minAcks));
     let acks = 0;
@@ -107,7 +96,7 @@ export async function crashRounds(
           report.acknowledged++;
           if (++acks >= target && !killed) {
             killed = true;
-            child.kill('SIGKILL');
+            child.proc.kill('SIGKILL');
           }
         }
       };
@@ -116,8 +105,8 @@ export async function crashRounds(
     const pairs: [Writer, Writer][] = [];
     for (let i = 0; i < writers.length; i += 2) pairs.push([writers[i] as Writer, writers[i + 1] as Writer]);
     await Promise.all(pairs.map(loop));
-    if (!killed) child.kill('SIGKILL');
-    await exited;
+    if (!killed) child.proc.kill('SIGKILL');
+    await child.exited;
     agent.destroy();
     report.rounds++;
     // Restart: a new storage on the same folder must hold every acknowledged write.

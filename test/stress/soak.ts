@@ -17,6 +17,7 @@ import { basename, join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { FileStorage, Server } from '../../lib/index.js';
 import { generateId } from '../../lib/id.js';
+import { isMetaKey } from '../../lib/storage/storage.js';
 import { prng } from '../prng.js';
 
 const SECONDS = Number(process.env['SOAK_SECONDS'] ?? 60);
@@ -151,6 +152,11 @@ function sortedLike(model: Record<string, number>, body: string): Record<string,
   return out;
 }
 
+/** A stored session's keys as its client sees them: the library's own (its creation time) left out. */
+function userKeys(data: Record<string, unknown> | undefined): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(data ?? {}).filter(([k]) => !isMetaKey(k)));
+}
+
 const started = Date.now();
 const finals = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(1000 + i)));
 delay.disable();
@@ -159,7 +165,7 @@ const stallMs = delay.max / 1e6;
 // Every session's final state is what its client last wrote, read straight from storage.
 for (const { sid, model } of finals) {
   if (sid === undefined) continue;
-  const data = (await storage.get(sid)) ?? {};
+  const data = userKeys(await storage.get(sid));
   if (JSON.stringify(Object.entries(data).sort()) !== JSON.stringify(Object.entries(model).sort())) {
     problems.push(`final state ${JSON.stringify(data)}, expected ${JSON.stringify(model)}`);
   }
@@ -171,7 +177,7 @@ cpSync(dir, copy, { recursive: true, filter: (src) => !basename(src).startsWith(
 const check = new FileStorage({ path: copy, now, onError: (e) => problems.push(`check: ${e.message}`) });
 for (const { sid, model } of finals) {
   if (sid === undefined) continue;
-  const data = (await check.get(sid)) ?? {};
+  const data = userKeys(await check.get(sid));
   if (JSON.stringify(Object.entries(data).sort()) !== JSON.stringify(Object.entries(model).sort())) {
     problems.push(`on disk ${JSON.stringify(data)}, expected ${JSON.stringify(model)}`);
   }
