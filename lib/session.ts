@@ -665,7 +665,30 @@ export class SessionManager {
       }
       return this.#setCookie(s, jar, secure, cookie);
     }
+    if (sync !== undefined && !s.retire && s.origin === '') return this.#commitNew(s, sync, jar, secure, request);
     return this.#commitAsync(s, jar, secure, request);
+  }
+
+  /**
+   * {@link SessionManager.commit} of a session started by this request (no id was loaded, none
+   * is retired), on a storage that can write it at once: as `#commitAsync` does, without a
+   * promise.
+   */
+  #commitNew(s: SessionState, sync: SyncStorage, jar: CookieJar, secure: boolean, request: unknown): boolean | Promise<boolean> {
+    const data = applyChanges(undefined, s.changes);
+    if (!s.regenerated && !worthKeeping(data)) {
+      // Started and emptied in one request: no session is created.
+      s.id = '';
+      return this.#setCookie(s, jar, secure, undefined);
+    }
+    const c = this.#config;
+    if (!Object.hasOwn(data, META.created)) setOwn(data, META.created, c.now());
+    // Built before the write: a cookie that cannot be sent fails the request first.
+    const header = this.#cookieIfDue(s.id, data[META.remember], data[META.created], secure, true);
+    const written = this.#now(() => sync.set(s.id, data, this.#ttl(data[META.remember], data[META.created])), 'write');
+    if (written === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
+    c.emit?.({ type: 'created', idHash: hashId(s.id) }, request);
+    return this.#setCookie(s, jar, secure, header);
   }
 
   /** Runs a {@link SyncStorage} call, turning its failure into a `StorageError`. */

@@ -168,25 +168,44 @@ describe('what a commit writes', () => {
     });
   }
 
-  it('creates nothing for a new session emptied in the request that started it', async (t) => {
-    const spy = new SpyStorage(new MemoryStorage());
-    const s = await serve(t, { sessionStorage: spy }, (s) => {
-      s.all('/set-remove', (r) => {
-        r.session.set('x', 1);
-        r.session.remove('x');
-        r.response.write(r.session.id === '' ? 'no id' : 'an id');
+  for (const sync of [false, true]) {
+    // A MemoryStorage of its own answers at once (the server commits a new session without a
+    // promise); wrapped in a spy, it answers through promises.
+    it(`creates nothing for a new session emptied in the request that started it (${sync ? 'a storage that answers at once' : 'a storage of promises'})`, async (t) => {
+      const memory = new MemoryStorage();
+      const spy = new SpyStorage(memory);
+      const created: string[] = [];
+      const s = await serve(t, { sessionStorage: sync ? memory : spy }, (s) => {
+        s.sessions.on('created', (e) => created.push(e.idHash));
+        s.all('/set-remove', (r) => {
+          r.session.set('x', 1);
+          r.session.remove('x');
+          r.response.write(r.session.id === '' ? 'no id' : 'an id');
+        });
+        s.all('/set-clear', (r) => {
+          r.session.setMap({ a: 1, b: 2 });
+          r.session.removeAll();
+          r.response.write('ok');
+        });
+        s.all('/regenerate', async (r) => {
+          await r.session.regenerate();
+          r.response.write('ok');
+        });
       });
-      s.all('/set-clear', (r) => {
-        r.session.setMap({ a: 1, b: 2 });
-        r.session.removeAll();
-        r.response.write('ok');
-      });
+      for (const path of ['/set-remove', '/set-clear']) {
+        const out = await send(s.port, path);
+        assert.equal(out.status, 200, `${path} answers`);
+        assert.deepEqual(out.setCookies, [], `${path}: no cookie for a session that holds nothing`);
+      }
+      assert.equal(await memory.count(), 0, 'no session was stored');
+      assert.deepEqual(created, [], 'no session was reported created');
+      if (!sync) assert.deepEqual(spy.calls.filter((c) => c.method === 'set' || c.method === 'patch'), [], 'nothing was written to the storage');
+      // A regenerate asks for a session, even an empty one: it is created.
+      const regenerated = await send(s.port, '/regenerate');
+      const id = cookieValue(regenerated.setCookies, 'sid');
+      assert.ok(id !== undefined, 'a regenerate of no session issues a cookie');
+      assert.ok((await memory.get(id)) !== undefined, 'and stores its session');
+      assert.equal(created.length, 1, 'reported as created once');
     });
-    for (const path of ['/set-remove', '/set-clear']) {
-      const out = await send(s.port, path);
-      assert.equal(out.status, 200, `${path} answers`);
-      assert.deepEqual(out.setCookies, [], `${path}: no cookie for a session that holds nothing`);
-    }
-    assert.deepEqual(spy.calls.filter((c) => c.method === 'set' || c.method === 'patch'), [], 'nothing was written to the storage');
-  });
+  }
 });

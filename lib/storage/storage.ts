@@ -157,8 +157,9 @@ export const NOT_NOW: unique symbol = Symbol('bare-session: not now');
  * @internal How the library's own storages answer at once when they can (memory, and
  * `FileStorage`'s sessions in memory), so that the server's commonest requests take no promise
  * at all. Each method does what the contract's method of the same name does and has done it
- * completely when it returns, or returns {@link NOT_NOW} having done nothing. Not part of the
- * contract: a storage of a user never needs it.
+ * completely when it returns, or returns {@link NOT_NOW} having done nothing. A storage that
+ * offers it also has `configure`, and so checks `maxSize` itself. Not part of the contract: a
+ * storage of a user never needs it.
  */
 export interface SyncStorage {
   get(id: string): SessionData | undefined | typeof NOT_NOW;

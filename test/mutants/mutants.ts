@@ -279,6 +279,22 @@ export const MUTANTS: readonly Mutant[] = [
     why: 'a new session started and emptied in one request is still stored and gets a cookie',
   },
   {
+    id: 'session-sync-new-creates-emptied',
+    file: 'lib/session.ts',
+    find: '    if (!s.regenerated && !worthKeeping(data)) {',
+    replace: '    if (false) {',
+    tests: [SESSION_MORE, SESSION],
+    why: 'on a storage that answers at once, a new session started and emptied in one request is still stored and gets a cookie',
+  },
+  {
+    id: 'session-sync-new-no-event',
+    file: 'lib/session.ts',
+    find: "    c.emit?.({ type: 'created', idHash: hashId(s.id) }, request);",
+    replace: '',
+    tests: [SESSION_MORE, FEATURES],
+    why: 'on a storage that answers at once, a new session is never reported to the created listeners (audit logs miss every session)',
+  },
+  {
     id: 'session-sync-touch-dead-cookie',
     file: 'lib/session.ts',
     find: '        if (alive) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);',
