@@ -8,6 +8,8 @@
  *   npm run bench:quick                               3 s per measurement (smoke run)
  *   npm run bench -- --duration 20 --only floor,memory
  *   npm run bench -- --rounds 3                       the whole sequence 3 times, medians reported
+ *   npm run bench:wrk                                 the floor, MemoryStorage and FileStorage under wrk
+ *                                                     (= --client wrk --only floor,memory,file --rounds 9 --duration 8)
  *
  * For each server: start it (`node --import tsx …`, with PORT and a fresh TMPDIR), check that it
  * answers right (a server that fails is reported, not timed), create 2 000 sessions, warm up,
@@ -22,7 +24,7 @@
  * scenarios, and also report the commands Redis ran per request (INFO commandstats before and
  * after each scenario) and redis-server's CPU time per request. Only them:
  *
- *   npm run bench:redis                               (= npm run bench -- --only redis,express-redis,fastify-redis)
+ *   npm run bench:redis                               (= npm run bench -- --only floor-redis,redis,express-redis,fastify-redis)
  *
  * Writes bench/RESULTS.md (keeping the "Why" section written by hand and the "Scale" section
  * that scale.ts writes; the "Redis" section holds the Redis servers, and a run of only them
@@ -52,13 +54,16 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     connections: { type: 'string', default: '50' },
     rounds: { type: 'string', default: '1' },
+    client: { type: 'string', default: 'autocannon' },
   },
 });
 const DURATION = flags.duration !== undefined ? Number(flags.duration) : flags.quick ? 3 : 10;
 const CONNECTIONS = Number(flags.connections);
 const ROUNDS = Number(flags.rounds);
-if (!(DURATION > 0) || !Number.isInteger(CONNECTIONS) || CONNECTIONS < 1 || !Number.isInteger(ROUNDS) || ROUNDS < 1) {
-  console.error('usage: run.ts [--quick] [--duration SECONDS] [--rounds N] [--connections N] [--only key,key]');
+/** The load generator: autocannon (in this process), or wrk (a C program; `apt-get install wrk`). */
+const CLIENT = flags.client;
+if (!(DURATION > 0) || !Number.isInteger(CONNECTIONS) || CONNECTIONS < 1 || !Number.isInteger(ROUNDS) || ROUNDS < 1 || (CLIENT !== 'autocannon' && CLIENT !== 'wrk')) {
+  console.error('usage: run.ts [--quick] [--duration SECONDS] [--rounds N] [--connections N] [--only key,key] [--client autocannon|wrk]');
   process.exit(2);
 }
 const WARMUP = Math.min(2, Math.max(1, Math.round(DURATION / 5)));
@@ -89,6 +94,7 @@ const SERVERS: ServerSpec[] = [
   { key: 'express', label: 'express-session MemoryStore', colour: '#ff7f0e', cwd: BENCH, script: 'servers/express.mjs' },
   { key: 'express-file', label: 'express-session + session-file-store', colour: '#d62728', cwd: BENCH, script: 'servers/express.mjs', env: { STORE: 'file' } },
   { key: 'fastify', label: '@fastify/session', colour: '#9467bd', cwd: BENCH, script: 'servers/fastify.mjs' },
+  { key: 'floor-redis', label: 'floor on Redis: node:http + GET/SET', colour: '#bcbd22', cwd: BENCH, script: 'servers/floor-redis.mjs', redis: true },
   { key: 'redis', label: 'bare-session RedisStorage', colour: '#17becf', cwd: BENCH, script: 'servers/bare.ts', env: { STORE: 'redis' }, redis: true },
   { key: 'express-redis', label: 'express-session + connect-redis', colour: '#8c564b', cwd: BENCH, script: 'servers/express.mjs', env: { STORE: 'redis' }, redis: true },
   { key: 'fastify-redis', label: '@fastify/session + connect-redis', colour: '#e377c2', cwd: BENCH, script: 'servers/fastify.mjs', env: { STORE: 'redis' }, redis: true },
@@ -476,7 +482,12 @@ async function spotCheck(port: number, cookies: readonly string[]): Promise<stri
 // ---------------------------------------------------------------------------------------------
 // Load
 
-async function load(port: number, path: string, cookies: readonly string[] | undefined, seconds: number, amount?: number): Promise<CannonResult> {
+/** A load run's result: autocannon's, and the load generator's CPU time when it ran in a process of its own. */
+type LoadResult = CannonResult & { clientUs?: number };
+
+async function load(port: number, path: string, cookies: readonly string[] | undefined, seconds: number, amount?: number): Promise<LoadResult> {
+  // wrk runs for a time only: a fixed number of requests (the round-trip sample) is autocannon's.
+  if (CLIENT === 'wrk' && amount === undefined) return wrk(port, path, cookies, seconds);
   let i = 0;
   const setupRequest =
     cookies === undefined
@@ -492,6 +503,48 @@ async function load(port: number, path: string, cookies: readonly string[] | und
     ...(amount === undefined ? {} : { amount }),
     requests: [setupRequest === undefined ? { method: 'GET', path } : { method: 'GET', path, setupRequest }],
   });
+}
+
+/** Where wrk's cookie file goes (made on first use, removed at exit). */
+let wrkDir: string | undefined;
+
+/**
+ * One run of wrk (one thread, which keeps up with any of these servers on its own core), the
+ * cookies rotating per request through wrk-cookies.lua. It runs under a shell that prints, once
+ * wrk has exited, its own /proc stat: the CPU time of the children it waited for, wrk's.
+ */
+async function wrk(port: number, path: string, cookies: readonly string[] | undefined, seconds: number): Promise<LoadResult> {
+  let cookieFile = '';
+  if (cookies !== undefined) {
+    cookieFile = join((wrkDir ??= tempDir('bs-bench-wrk-')), 'cookies.txt');
+    writeFileSync(cookieFile, `${cookies.join('\n')}\n`);
+  }
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', join(BENCH, 'wrk-cookies.lua'), `http://${HOST}:${port}${path}`];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn('sh', ['-c', 'wrk "$@" && cat /proc/$$/stat', 'sh', ...args], { env: { ...process.env, BENCH_COOKIES: cookieFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (text += c.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk failed (${code}): ${text.trim().slice(-500)}`))));
+  });
+  const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN);
+  const ms = (re: RegExp): number => {
+    const m = re.exec(out);
+    return m === null ? NaN : Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000 }[m[2] as 'us' | 'ms' | 's'] ?? NaN);
+  };
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const stat = out.trimEnd().split('\n').at(-1) ?? '';
+  // Fields after the command name: state is field 3; cutime and cstime are fields 16 and 17.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    requests: { average: num(/Requests\/sec:\s+([\d.]+)/), total: num(/(\d+) requests in/) },
+    latency: { p50: ms(/^\s+50%\s+([\d.]+)(us|ms|s)/m), p99: ms(/^\s+99%\s+([\d.]+)(us|ms|s)/m) },
+    errors: socket === null ? 0 : Number(socket[1]) + Number(socket[2]) + Number(socket[3]),
+    timeouts: socket === null ? 0 : Number(socket[4]),
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/) || 0,
+    clientUs: ((Number(fields[13]) + Number(fields[14])) / CLK_TCK) * 1e6,
+  };
 }
 
 async function benchServer(spec: ServerSpec): Promise<ServerResult> {
@@ -548,7 +601,7 @@ async function benchServer(spec: ServerSpec): Promise<ServerResult> {
         rssMb: rss,
         cpuUs: serverUs / Math.max(1, r.requests.total),
         serverCpu: (100 * serverUs) / wallUs,
-        clientCpu: (100 * (client.user + client.system)) / wallUs,
+        clientCpu: (100 * (r.clientUs ?? client.user + client.system)) / wallUs,
         total: r.requests.total,
         problems,
         ...(redisCalls === undefined ? {} : { redisCalls, redisCpuUs: redisUs / Math.max(1, r.requests.total) }),
@@ -846,6 +899,13 @@ function redisTargetRows(results: ServerResult[]): Row[] {
   const fmt = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? '–' : `${x >= 10 ? x.toFixed(1) : x.toFixed(3)}×`);
   const rows: Row[] = [];
   for (const sc of ['read', 'write', 'new'] as const) {
+    // The floor on Redis: the same cost is the target, within the tolerance of the Map floor's read target.
+    const a = get('redis', sc);
+    const f = get('floor-redis', sc);
+    if (f !== undefined) {
+      const byCpu = a === undefined ? undefined : a.cpuUs / f.cpuUs;
+      rows.push([`RedisStorage ${sc} / floor on Redis (CPU: lower is better)`, fmt(a === undefined ? undefined : a.rps / f.rps), fmt(byCpu), '≤ 1.25× by CPU', byCpu === undefined ? 'not measured' : byCpu <= 1.25 ? 'yes' : 'no']);
+    }
     for (const [peer, label, min] of [['express-redis', 'express-session + connect-redis', sc === 'new' ? undefined : 3], ['fastify-redis', '@fastify/session + connect-redis', undefined]] as const) {
       const a = get('redis', sc);
       const b = get(peer, sc);
@@ -876,14 +936,15 @@ function redisMarkdown(started: Date, rows: Row[], targets: Row[]): string {
   const argv = process.argv.slice(2);
   return `## Redis
 
-Written by \`npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}\` (bench/run.ts) on ${started.toISOString()}, Node ${process.version}, ${cpus().length} cores${ROUNDS > 1 ? `, median of ${ROUNDS} rounds` : ''}${DURATION < 10 ? ' — a short run: figures are indicative only' : ''}.
+Written by \`npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}\` (bench/run.ts) on ${started.toISOString()}, Node ${process.version}, ${cpus().length} cores${ROUNDS > 1 ? `, median of ${ROUNDS} rounds` : ''}${DURATION < 5 ? ' — a short run: figures are indicative only' : ''}.
 
 - One redis-server ${redisVersion}, started by the bench on 127.0.0.1 (no persistence) and emptied before each server, on the same machine as the servers and the load generator; node-redis ${versionOf('redis')} in every server
 - The same load and scenarios as the table at the top (autocannon, ${CONNECTIONS} connections, ${DURATION} s per measurement, ${SESSIONS} sessions)
 - round trips/req: the commands the server sent Redis per request (each waits for its answer: one round trip), then each command's share, counted with \`MONITOR\` over ${SESSIONS} more requests of the scenario right after it was timed (so that MONITOR's cost is not in the figures); the commands that a script runs inside Redis are not round trips and are left out
 - commands Redis ran/req: every command redis-server executed during the timed scenario (\`INFO commandstats\` before and after), those run by scripts included, over the requests answered. Redis CPU µs/req: redis-server's own CPU time per request, which CPU µs/req does not include
 - ×connect-redis by CPU: express-session + connect-redis's CPU time per request over this server's (higher is better)
-- A \`/set\` that stores the second already stored (its session was written less than a second before) changes nothing, and every server then skips the write: the faster a server runs through the ${SESSIONS} sessions, the fewer of its write requests write (a write share below 1.00 in the commands)
+- Every \`/set\` stores a new count of the process's writes beside the time, so every write request writes
+- ×floor on Redis: the floor on Redis's CPU time per request is the target for RedisStorage's (the floor's \`Map\` plus the round trips a request needs); in the targets, RedisStorage's CPU time over the floor's (lower is better)
 
 ${mdTable(REDIS_HEADER, rows, REDIS_NUMERIC)}
 
@@ -893,6 +954,7 @@ ${mdTable(TARGET_HEADER, targets, new Set([1, 2, 3]))}
 
 ### The servers
 
+- **floor on Redis** (\`servers/floor-redis.mjs\`): the floor with each session as one JSON string in Redis: a read is one \`GET\`, a write \`GET\` then \`SET … PX\`, a new session one \`SET … PX\`; no life extension on reads, no merging of concurrent writes, no owner index, no hashing of ids.
 - **bare-session RedisStorage** (\`servers/bare.ts\`): the seed program with \`RedisStorage\` (defaults: \`ttlUpdateInterval\` 1 min, \`timeout\` 2 s), \`sessionMaxAge\` 1 min, in one process (\`examples/cluster.ts\` runs the same on node:cluster workers, whose CPU time would not show in one pid). A read is \`HGETALL\`, and a life extension (one script, \`EVALSHA\`) at most once a minute per session; a write applies the request's changes with one script (\`EVALSHA\`); a new session is one script.
 - **express-session + connect-redis** (\`servers/express.mjs\`, \`STORE=redis\`): connect-redis ${versionOf('connect-redis')}, defaults (prefix \`sess:\` and the raw session id as the key; the whole session as one JSON string): a read is \`GET\` and \`EXPIRE\` (express-session's touch), a write \`GET\` then \`SET … EX\` of the whole session.
 - **@fastify/session + connect-redis** (\`servers/fastify.mjs\`, \`STORE=redis\`): the same store (@fastify/session takes express-session stores), \`rolling: false\`.
@@ -945,6 +1007,76 @@ function combine(spec: ServerSpec, runs: ServerResult[]): ServerResult {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The run under wrk: its own section of RESULTS.md
+
+/** The sections of RESULTS.md that a full run keeps, from the first of them to the end. */
+const KEPT_SECTIONS = /^## (Against the floor under wrk|Why|Scale)\b/m;
+const WRK_TITLE = '## Against the floor under wrk';
+
+/** The targets against the floor, by CPU time per request (issue 17): at most this many times the floor's. */
+const FLOOR_TARGETS: { key: string; scenario: ScenarioKey; most: number }[] = [
+  { key: 'memory', scenario: 'read', most: 1.25 },
+  { key: 'memory', scenario: 'write', most: 1.4 },
+  { key: 'memory', scenario: 'new', most: 1.2 },
+  { key: 'file', scenario: 'read', most: 1.3 },
+];
+
+/**
+ * Writes (or replaces) the section of a run under wrk: each server's medians, and its CPU time
+ * per request over the floor's measured in the same round (the median over the rounds), which
+ * cancels out the machine's swings between rounds. The rest of RESULTS.md stays as it was.
+ */
+function writeWrkSection(file: string, started: Date, invocation: string, all: ServerResult[], rounds: Map<string, ServerResult[]>): void {
+  const floorRuns = rounds.get('floor') ?? [];
+  const ratio = (key: string, sc: ScenarioKey): number =>
+    median((rounds.get(key) ?? []).map((r, i) => (r.scenarios[sc]?.cpuUs ?? NaN) / (floorRuns[i]?.scenarios[sc]?.cpuUs ?? NaN)));
+  const rows: Row[] = [];
+  for (const sc of SCENARIOS) {
+    for (const r of all) {
+      const m = r.scenarios[sc.key];
+      if (r.failed !== undefined || m === undefined) {
+        rows.push([sc.key, r.spec.label, '–', '–', '–', '–', '–', r.failed ?? 'not measured']);
+        continue;
+      }
+      rows.push([sc.key, r.spec.label, fmtInt(m.rps), fmtMs(m.p99), m.cpuUs.toFixed(1), floorRuns.length === 0 ? '–' : fmtRatio(ratio(r.spec.key, sc.key)), `${m.serverCpu.toFixed(0)} / ${m.clientCpu.toFixed(0)}`, m.problems.join('; ')]);
+    }
+  }
+  const header: Row = ['scenario', 'server', 'req/s', 'p99 ms', 'CPU µs/req', '×floor by CPU', 'CPU % srv/load', 'notes'];
+  const targets: Row[] = FLOOR_TARGETS.filter((t) => rounds.has(t.key) && floorRuns.length > 0).map((t) => {
+    const x = ratio(t.key, t.scenario);
+    const label = SERVERS.find((s) => s.key === t.key)?.label ?? t.key;
+    return [`${label} ${t.scenario} / floor`, fmtRatio(x), `≤ ${t.most}×`, Number.isNaN(x) ? '–' : x <= t.most ? 'yes' : 'no'];
+  });
+  console.log(`\n${textTable(header, rows)}`);
+  if (targets.length > 0) console.log(`\n${textTable(['target', 'by CPU/req', 'required', 'met'], targets, new Set([1, 2]))}`);
+  const section = `${WRK_TITLE}
+
+Written by \`${invocation}\` (bench/run.ts) on ${started.toISOString()}, Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'})${ROUNDS > 1 ? `, median of ${ROUNDS} rounds, every other one in reverse order` : ''}${DURATION < 5 ? ' — a short run: figures are indicative only' : ''}.
+
+- The same servers and scenarios as above, loaded by [wrk](https://github.com/wg/wrk) (C, one thread, ${CONNECTIONS} connections, ${DURATION} s per measurement) instead of autocannon: autocannon, in Node, needs a core of its own and holds the fastest servers below their speed (the floor at about 86 % of a core), so that their CPU time per request includes idle wake-ups and their ratios to the floor shrink towards 1. wrk leaves the server the CPU it can use
+- ×floor by CPU: the server's CPU time per request over the floor's in the same round, the median over the rounds. The targets of the floor are by this figure
+- Install wrk with \`apt-get install wrk\` (Debian, Ubuntu) or \`brew install wrk\`
+
+${mdTable(header, rows)}
+${targets.length === 0 ? '' : `\n${mdTable(['target', 'by CPU/req', 'required', 'met'], targets, new Set([1, 2]))}\n`}`;
+  let old = '';
+  try {
+    old = readFileSync(file, 'utf8');
+  } catch {
+    // No RESULTS.md yet: the section alone.
+  }
+  const at = old.indexOf(`\n${WRK_TITLE}\n`);
+  if (at !== -1) {
+    const next = old.slice(at + 1 + WRK_TITLE.length).search(/^## /m);
+    old = old.slice(0, at + 1) + (next === -1 ? '' : old.slice(at + 1 + WRK_TITLE.length + next));
+  }
+  const before = old.search(/^## (Why|Scale)\b/m);
+  const text = before === -1 ? `${old.trimEnd()}\n\n${section}` : `${old.slice(0, before)}${section}\n${old.slice(before)}`;
+  writeFileSync(file, text.startsWith('\n') ? text.trimStart() : text);
+  console.log(`\nwrote the "${WRK_TITLE.slice(3)}" section of ${file}`);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Main
 
 async function main(): Promise<void> {
@@ -970,7 +1102,8 @@ async function main(): Promise<void> {
   const rounds = new Map<string, ServerResult[]>(servers.map((s) => [s.key, []]));
   for (let round = 1; round <= ROUNDS; round++) {
     if (ROUNDS > 1) console.log(`\n=== round ${round} of ${ROUNDS}`);
-    for (const spec of servers) {
+    // Every other round in reverse order, so that a drift of the machine's speed hits every server alike.
+    for (const spec of round % 2 === 1 ? servers : [...servers].reverse()) {
       if (spec.key === 'file') await measureDisk();
       console.log(`\n${spec.label}  (node --import tsx ${spec.script}${spec.env === undefined ? '' : `, ${Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).join(' ')}`})`);
       const r = await benchServer(spec);
@@ -981,9 +1114,13 @@ async function main(): Promise<void> {
     if (!servers.some((s) => s.key === 'file') && servers.some((s) => s.redis !== true)) await measureDisk();
   }
   const all = servers.map((spec) => combine(spec, rounds.get(spec.key) ?? []));
+  const resultsFile = join(BENCH, 'RESULTS.md');
+  if (CLIENT === 'wrk') {
+    writeWrkSection(resultsFile, started, invocation, all, rounds);
+    return;
+  }
   const results = all.filter((r) => r.spec.redis !== true);
   const redisResults = all.filter((r) => r.spec.redis === true);
-  const resultsFile = join(BENCH, 'RESULTS.md');
   let old = '';
   try {
     old = readFileSync(resultsFile, 'utf8');
@@ -1007,7 +1144,7 @@ async function main(): Promise<void> {
   }
   if (results.length === 0) {
     // Only Redis servers ran: the rest of the file stays as it was.
-    const at = old.search(/^## (Why|Scale)\b/m);
+    const at = old.search(KEPT_SECTIONS);
     const text = at === -1 ? `${old.trimEnd()}\n\n${redisSection}` : `${old.slice(0, at)}${redisSection.trimEnd()}\n\n${old.slice(at)}`;
     writeFileSync(resultsFile, text);
     console.log(`\nwrote the "Redis" section of ${resultsFile}`);
@@ -1030,13 +1167,14 @@ async function main(): Promise<void> {
   writeFileSync(join(BENCH, 'results.svg'), svgChart(results, disk.rate, subtitle));
 
   let scale = '';
-  // The hand-written "Why targets are not met" section and scale.ts's "Scale" section stay.
-  const at = old.search(/^## (Why|Scale)\b/m);
+  // The wrk section, the hand-written "Why targets are not met" section and scale.ts's "Scale"
+  // section stay.
+  const at = old.search(KEPT_SECTIONS);
   if (at !== -1) scale = old.slice(at);
   if (redisSection !== '') scale = `${redisSection.trimEnd()}\n\n${scale}`;
   const md = `# Benchmark results
 
-Written by \`${invocation}\` (bench/run.ts)${DURATION < 10 ? ' — a short run: figures are indicative only' : ''}.
+Written by \`${invocation}\` (bench/run.ts)${DURATION < 5 ? ' — a short run: figures are indicative only' : ''}.
 
 - Date: ${started.toISOString()}
 - Node ${process.version}, ${cpus().length} cores (${cpuModel}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB
