@@ -162,8 +162,10 @@ async function filePhase(): Promise<FileResult> {
 
     let filesLeft = 0;
     const root = join(dir, 'sessions');
-    for (const shard of readdirSync(root)) {
-      for (const name of readdirSync(join(root, shard))) if (/^[0-9a-f]{64}$/.test(name)) filesLeft++;
+    // The shard folders only (two hex digits): not the lock, nor the owner index.
+    for (const shard of readdirSync(root, { withFileTypes: true })) {
+      if (!shard.isDirectory() || !/^[0-9a-f]{2}$/.test(shard.name)) continue;
+      for (const name of readdirSync(join(root, shard.name))) if (/^[0-9a-f]{64}$/.test(name)) filesLeft++;
     }
     // The right ones went: an expired session reads as missing, a live one still reads.
     let sweepCorrect = true;

@@ -9,24 +9,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { NAME, cookieId } from './floor-cookie.mjs';
 import { createClient } from 'redis';
 
-const NAME = 'sid';
 const MAX_AGE = 60;
 const PREFIX = 'floor:';
 const client = await createClient({ url: process.env.REDIS_URL || 'redis://127.0.0.1:6379' }).connect();
 /** This process's writes: every /set stores a new count, as on every server of the bench. */
 let writes = 0;
-
-/** The value of the `sid` cookie, or undefined. */
-function cookieId(header) {
-  if (header === undefined) return undefined;
-  for (const pair of header.split(';')) {
-    const eq = pair.indexOf('=');
-    if (eq !== -1 && pair.slice(0, eq).trim() === NAME) return pair.slice(eq + 1).trim();
-  }
-  return undefined;
-}
 
 const store = (id, data) => client.set(PREFIX + id, JSON.stringify(data), { PX: MAX_AGE * 1000 });
 

@@ -7,23 +7,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { NAME, cookieId } from './floor-cookie.mjs';
 
-const NAME = 'sid';
 const MAX_AGE = 60;
 /** @type {Map<string, Record<string, number>>} */
 const sessions = new Map();
 /** This process's writes: every /set stores a new count, as on every server of the bench. */
 let writes = 0;
-
-/** The value of the `sid` cookie, or undefined. */
-function cookieId(header) {
-  if (header === undefined) return undefined;
-  for (const pair of header.split(';')) {
-    const eq = pair.indexOf('=');
-    if (eq !== -1 && pair.slice(0, eq).trim() === NAME) return pair.slice(eq + 1).trim();
-  }
-  return undefined;
-}
 
 createServer((req, res) => {
   const path = req.url;
