@@ -671,24 +671,46 @@ export class SessionManager {
 
   /**
    * {@link SessionManager.commit} of a session started by this request (no id was loaded, none
-   * is retired), on a storage that can write it at once: as `#commitAsync` does, without a
-   * promise.
+   * is retired) on a storage that may write it at once: without a promise when it does.
    */
   #commitNew(s: SessionState, sync: SyncStorage, jar: CookieJar, secure: boolean, request: unknown): boolean | Promise<boolean> {
-    const data = applyChanges(undefined, s.changes);
-    if (!s.regenerated && !worthKeeping(data)) {
+    const next = this.#prepareNew(s, undefined, secure);
+    if (next === undefined) {
       // Started and emptied in one request: no session is created.
       s.id = '';
       return this.#setCookie(s, jar, secure, undefined);
     }
-    const c = this.#config;
-    if (!Object.hasOwn(data, META.created)) setOwn(data, META.created, c.now());
+    const written = this.#now(() => sync.set(s.id, next.data, next.ttl), 'write');
+    if (written === NOT_NOW) {
+      return this.#write(s.id, next.data, next.ttl).then(() => {
+        this.#emitNew(s, request);
+        return this.#setCookie(s, jar, secure, next.header);
+      });
+    }
+    this.#emitNew(s, request);
+    return this.#setCookie(s, jar, secure, next.header);
+  }
+
+  /**
+   * What a session under a new id is written as: `base` (what the retired id held, if its data
+   * is carried over) with this request's changes and a creation time, its time to live, and its
+   * cookie; `undefined` when there is nothing to keep (a session started and emptied in one
+   * request).
+   */
+  #prepareNew(s: SessionState, base: SessionData | undefined, secure: boolean): { data: SessionData; ttl: number; header: string | undefined } | undefined {
+    const data = applyChanges(base, s.changes);
+    if (!s.regenerated && !worthKeeping(data)) return undefined;
+    if (!Object.hasOwn(data, META.created)) setOwn(data, META.created, this.#config.now());
     // Built before the write: a cookie that cannot be sent fails the request first.
     const header = this.#cookieIfDue(s.id, data[META.remember], data[META.created], secure, true);
-    const written = this.#now(() => sync.set(s.id, data, this.#ttl(data[META.remember], data[META.created])), 'write');
-    if (written === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
-    c.emit?.({ type: 'created', idHash: hashId(s.id) }, request);
-    return this.#setCookie(s, jar, secure, header);
+    return { data, ttl: this.#ttl(data[META.remember], data[META.created]), header };
+  }
+
+  /** Tells the listeners that the session under a new id was written: created, or regenerated. */
+  #emitNew(s: SessionState, request: unknown): void {
+    const emit = this.#config.emit;
+    if (emit === undefined) return;
+    emit(s.retire ? { type: 'regenerated', idHash: hashId(s.id), previousIdHash: hashId(s.origin) } : { type: 'created', idHash: hashId(s.id) }, request);
   }
 
   /** Runs a {@link SyncStorage} call, turning its failure into a `StorageError`. */
@@ -702,14 +724,12 @@ export class SessionManager {
 
   /** {@link SessionManager.commit}, awaiting the storage. */
   async #commitAsync(s: SessionState, jar: CookieJar, secure: boolean, request: unknown): Promise<boolean> {
-    const c = this.#config;
-    const emit = c.emit;
     let cookie: string | undefined;
     if (s.id === '') {
       // No session now: destroyed.
       if (s.retire) {
         await this.#remove(s.origin);
-        emit?.({ type: 'destroyed', idHash: hashId(s.origin) }, request);
+        this.#config.emit?.({ type: 'destroyed', idHash: hashId(s.origin) }, request);
       }
     } else if (s.id === s.origin) {
       // The loaded session, same id: write the changes, or extend its life.
@@ -732,19 +752,14 @@ export class SessionManager {
         // Destroyed or expired meanwhile: its data is never carried to a new id.
         gone = base === undefined;
       }
-      const data = applyChanges(base, s.changes);
-      if (gone || (!s.regenerated && !worthKeeping(data))) {
-        // Nothing to keep (started and emptied in one request): no session is created.
+      const next = gone ? undefined : this.#prepareNew(s, base, secure);
+      if (next === undefined) {
+        // Nothing to keep (gone meanwhile, or started and emptied in one request).
         s.id = '';
       } else {
-        if (!Object.hasOwn(data, META.created)) setOwn(data, META.created, c.now());
-        // Built before the write: a cookie that cannot be sent fails the request first.
-        const header = this.#cookieIfDue(s.id, data[META.remember], data[META.created], secure, true);
-        await this.#write(s.id, data, this.#ttl(data[META.remember], data[META.created]));
-        cookie = header;
-        if (emit !== undefined) {
-          emit(s.retire ? { type: 'regenerated', idHash: hashId(s.id), previousIdHash: hashId(s.origin) } : { type: 'created', idHash: hashId(s.id) }, request);
-        }
+        await this.#write(s.id, next.data, next.ttl);
+        cookie = next.header;
+        this.#emitNew(s, request);
       }
       if (s.retire) await this.#remove(s.origin);
     }
