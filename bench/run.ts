@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cutSection, putSection } from './sections.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -1065,14 +1066,7 @@ ${targets.length === 0 ? '' : `\n${mdTable(['target', 'by CPU/req', 'required', 
   } catch {
     // No RESULTS.md yet: the section alone.
   }
-  const at = old.indexOf(`\n${WRK_TITLE}\n`);
-  if (at !== -1) {
-    const next = old.slice(at + 1 + WRK_TITLE.length).search(/^## /m);
-    old = old.slice(0, at + 1) + (next === -1 ? '' : old.slice(at + 1 + WRK_TITLE.length + next));
-  }
-  const before = old.search(/^## (Why|Scale)\b/m);
-  const text = before === -1 ? `${old.trimEnd()}\n\n${section}` : `${old.slice(0, before)}${section}\n${old.slice(before)}`;
-  writeFileSync(file, text.startsWith('\n') ? text.trimStart() : text);
+  writeFileSync(file, putSection(old, WRK_TITLE, section, /^## (Why|Scale)\b/m).trimStart());
   console.log(`\nwrote the "${WRK_TITLE.slice(3)}" section of ${file}`);
 }
 
@@ -1128,13 +1122,8 @@ async function main(): Promise<void> {
     // First run: no previous file.
   }
   // The "Redis" section: this run's when it ran Redis servers, else the one already there.
-  const redisAt = old.search(/^## Redis\b/m);
-  let redisSection = '';
-  if (redisAt !== -1) {
-    const next = old.slice(redisAt + 1).search(/^## /m);
-    redisSection = next === -1 ? old.slice(redisAt) : old.slice(redisAt, redisAt + 1 + next);
-    old = old.slice(0, redisAt) + (next === -1 ? '' : old.slice(redisAt + 1 + next));
-  }
+  let redisSection: string;
+  [old, redisSection] = cutSection(old, '## Redis');
   if (redisResults.length > 0) {
     const rows = redisRows(redisResults);
     const targets = redisTargetRows(redisResults);

@@ -27,6 +27,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FileStorage, MemoryStorage, generateId } from '../lib/index.js';
+import { putSection } from './sections.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -346,9 +347,8 @@ ${f.errors.length > 0 ? `\nFileStorage reported: ${f.errors.join(' | ')}\n` : ''
   } catch {
     md = '# Benchmark results\n\nRun `npm run bench` for the HTTP benchmark.\n';
   }
-  const at = md.search(/^## Scale\b/m);
-  md = `${(at === -1 ? md : md.slice(0, at)).trimEnd()}\n\n${section}`;
-  writeFileSync(file, md);
+  // The sections after it (written by hand) stay.
+  writeFileSync(file, putSection(md, '## Scale', section));
   console.log(`\nwrote the "Scale" section of ${file}`);
 }
 
