@@ -4,9 +4,12 @@
  * a noisy machine. It measures the CPU time of this process per request (user + system, from
  * `process.cpuUsage()`) of bare-session on MemoryStorage and on FileStorage (hot: every session
  * in memory) against the floor (a `Map` of sessions on bare `node:http`) in the same process,
- * and prints the median of each over rounds.
+ * in turns of 1000 requests each, so that both see the same swings of the machine (on this VM,
+ * a process's speed drifts by half within seconds; the ratio of two turns side by side drifts
+ * by a few percent). It prints the medians over the turns, then over the rounds (one fresh
+ * process each).
  *
- *   npm run build && npx tsx inproc.ts [--rounds 7] [--requests 20000] [--sessions 2000]
+ *   npm run build && npx tsx inproc.ts [--rounds 7] [--requests 20000] [--sessions 2000] [--verbose]
  *
  * Scenarios, as in run.ts: read = GET /get with one of the sessions; write = GET /set with one
  * of them (each write stores a new value, so every one is a real change); new = GET /set
@@ -34,6 +37,8 @@ const { values: args } = parseArgs({
     source: { type: 'string', default: 'dist' },
     // Internal: measure one subject and scenario in this process.
     child: { type: 'string' },
+    // Each process's medians too.
+    verbose: { type: 'boolean', default: false },
   },
 });
 // The library as users run it: compiled by tsc into dist/ (`npm run build` first), not through
@@ -45,6 +50,8 @@ const REQUESTS = Number(args.requests);
 const SESSIONS = Number(args.sessions);
 /** Requests before the measurement, so that the JIT has compiled what it will. */
 const WARMUP = 10_000;
+/** Requests in a turn: short enough that the machine's speed barely changes within a pair of turns. */
+const BATCH = 1000;
 
 /** One end of an in-memory connection: what one end writes, the other reads. */
 class End extends Duplex {
@@ -181,74 +188,96 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-/** CPU µs per request of one scenario on one subject, after a warm-up. */
-async function measure(subject: Subject, scenario: 'read' | 'write' | 'new'): Promise<number> {
-  const path = scenario === 'read' ? '/get' : '/set';
+/** One request of `scenario` on `subject`, its `i`th. */
+function request(subject: Subject, scenario: Scenario, i: number): Promise<unknown> {
   const n = subject.cookies.length;
-  for (let i = 0; i < WARMUP; i++) await subject.client.get(path, scenario === 'new' ? undefined : subject.cookies[i % n]);
-  const start = process.cpuUsage();
-  for (let i = 0; i < REQUESTS; i++) await subject.client.get(path, scenario === 'new' ? undefined : subject.cookies[(i * 7919) % n]);
-  const used = process.cpuUsage(start);
-  return (used.user + used.system) / REQUESTS;
+  return subject.client.get(scenario === 'read' ? '/get' : '/set', scenario === 'new' ? undefined : subject.cookies[(i * 7919) % n]);
 }
 
-/** Measures one subject and scenario in this process, which was started for it alone. */
-async function child(name: string, scenario: 'read' | 'write' | 'new'): Promise<number> {
+/** CPU µs per request of `count` requests of `scenario` on `subject`, from its `from`th on. */
+async function batch(subject: Subject, scenario: Scenario, from: number, count: number): Promise<number> {
+  const start = process.cpuUsage();
+  for (let i = from; i < from + count; i++) await request(subject, scenario, i);
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / count;
+}
+
+type Scenario = 'read' | 'write' | 'new';
+/** What one process measured: the medians of its batches. */
+interface Measured {
+  readonly floor: number;
+  readonly subject: number;
+  readonly ratio: number;
+}
+
+/**
+ * Measures one subject against the floor in this process, which was started for them alone:
+ * both warmed up, then batches of {@link BATCH} requests, the floor's and the subject's in
+ * turn (which goes first alternates), so that both see the same swings of the machine; the
+ * ratio of each pair is kept, and the medians reported.
+ */
+async function child(name: string, scenario: Scenario): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-inproc-'));
   try {
-    const storage = name === 'MemoryStorage' ? new MemoryStorage() : name === 'FileStorage' ? new FileStorage({ path: join(dir, 'sessions'), maxInMemory: 100_000 }) : undefined;
-    const subject = await prepare(name, storage === undefined ? floor() : bare(storage));
-    const us = await measure(subject, scenario);
-    await storage?.close();
-    return us;
+    const storage = name === 'MemoryStorage' ? new MemoryStorage() : new FileStorage({ path: join(dir, 'sessions'), maxInMemory: 100_000 });
+    const base = await prepare('floor', floor());
+    const subject = await prepare(name, bare(storage));
+    for (const x of [base, subject]) for (let i = 0; i < WARMUP; i++) await request(x, scenario, i);
+    const floors: number[] = [];
+    const subjects: number[] = [];
+    const ratios: number[] = [];
+    for (let b = 0; b < REQUESTS / BATCH; b++) {
+      let f: number;
+      let x: number;
+      if (b % 2 === 0) {
+        f = await batch(base, scenario, b * BATCH, BATCH);
+        x = await batch(subject, scenario, b * BATCH, BATCH);
+      } else {
+        x = await batch(subject, scenario, b * BATCH, BATCH);
+        f = await batch(base, scenario, b * BATCH, BATCH);
+      }
+      floors.push(f);
+      subjects.push(x);
+      ratios.push(x / f);
+    }
+    await storage.close();
+    return { floor: median(floors), subject: median(subjects), ratio: median(ratios) };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 if (args.child !== undefined) {
-  const [name, scenario] = args.child.split(' ') as [string, 'read' | 'write' | 'new'];
-  process.stdout.write(`${await child(name, scenario)}\n`);
+  const [name, scenario] = args.child.split(' ') as [string, Scenario];
+  process.stdout.write(`${JSON.stringify(await child(name, scenario))}\n`);
 } else {
-  // Each measurement in a fresh process (a fresh heap, nothing left by the others); each subject
-  // right after a floor measurement of the same scenario, and its ratio to that floor kept, so
-  // that the machine's swings between minutes cancel out.
+  // Each subject and scenario in a fresh process (a fresh heap, nothing left by the others),
+  // the floor beside it in the same process; one process per round.
   const names = ['MemoryStorage', 'FileStorage'];
   const scenarios = ['read', 'write', 'new'] as const;
-  const run = (key: string): number =>
-    Number(execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', key, '--requests', String(REQUESTS), '--sessions', String(SESSIONS), '--source', args.source ?? 'dist'], { encoding: 'utf8' }).trim());
-  const results = new Map<string, { floor: number[]; subject: number[]; ratio: number[] }>();
+  const run = (key: string): Measured =>
+    JSON.parse(execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', key, '--requests', String(REQUESTS), '--sessions', String(SESSIONS), '--source', args.source ?? 'dist'], { encoding: 'utf8' })) as Measured;
+  const results = new Map<string, Measured[]>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const scenario of scenarios) {
       for (const name of names) {
         if (name === 'FileStorage' && scenario !== 'read') continue; // disk-bound: see run.ts
         const key = `${name} ${scenario}`;
         if (args.only !== undefined && key !== args.only) continue;
-        // The floor before the subject in even rounds, after it in odd ones.
-        let f: number;
-        let x: number;
-        if (round % 2 === 0) {
-          f = run(`floor ${scenario}`);
-          x = run(key);
-        } else {
-          x = run(key);
-          f = run(`floor ${scenario}`);
-        }
-        const r = results.get(key) ?? { floor: [], subject: [], ratio: [] };
-        r.floor.push(f);
-        r.subject.push(x);
-        r.ratio.push(x / f);
-        results.set(key, r);
+        results.set(key, [...(results.get(key) ?? []), run(key)]);
       }
     }
   }
-  console.log(`CPU µs per request, each measurement in a fresh process beside a floor measurement; medians of ${ROUNDS} rounds of ${REQUESTS} requests (Node ${process.version})`);
+  console.log(`CPU µs per request, the floor and the subject in one process, in turns of ${BATCH} requests (${REQUESTS} each); medians over the turns, then over ${ROUNDS} processes (Node ${process.version})`);
   console.log('| | read | write | new |\n|---|---:|---:|---:|');
   for (const name of names) {
     const cells = scenarios.map((scenario) => {
       const r = results.get(`${name} ${scenario}`);
-      return r === undefined ? '–' : `${median(r.subject).toFixed(1)} µs vs ${median(r.floor).toFixed(1)}: **${median(r.ratio).toFixed(2)}×**`;
+      if (r === undefined) return '–';
+      const m = (f: (x: Measured) => number): number => median(r.map(f));
+      return `${m((x) => x.subject).toFixed(1)} µs vs ${m((x) => x.floor).toFixed(1)}: **${m((x) => x.ratio).toFixed(2)}×**`;
     });
     console.log(`| ${name} | ${cells.join(' | ')} |`);
   }
+  if (args.verbose) for (const [key, r] of results) console.log(key, r.map((x) => `${x.subject.toFixed(1)}/${x.floor.toFixed(1)}=${x.ratio.toFixed(2)}`).join(' '));
 }
