@@ -13,7 +13,7 @@ import { SessionError, StorageError, errCode, sessionTooLarge } from './errors.j
 import { maskCsrfToken, newCsrfSecret, verifyCsrfToken } from './csrf.js';
 import { type Duration, describe, parseDuration } from './duration.js';
 import { hashId } from './id.js';
-import { cloneJson, jsonEqual, setOwn, toJsonValue } from './json.js';
+import { cloneJson, jsonEqual, newRecord, setOwn, toJsonValue } from './json.js';
 import type { CookieJar } from './request.js';
 import { META, NOT_NOW, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type SyncStorage, isMetaKey } from './storage/storage.js';
 
@@ -413,7 +413,7 @@ function changed(s: SessionState): boolean {
 
 /** A new null-prototype record: `base` (when given) with `changes` applied. */
 function applyChanges(base: SessionData | undefined, changes: ReadonlyMap<string, Change>): SessionData {
-  const out: SessionData = Object.create(null);
+  const out: SessionData = newRecord();
   if (base !== undefined) {
     for (const k of Object.keys(base)) setOwn(out, k, base[k]);
   }
@@ -437,7 +437,7 @@ function worthKeeping(data: SessionData): boolean {
 
 /** This request's changes in the form {@link Storage.patch} takes. */
 function changeSet(s: SessionState): SessionChanges {
-  const set: SessionData = Object.create(null);
+  const set: SessionData = newRecord();
   const remove: string[] = [];
   for (const [k, v] of s.changes) {
     if (v === REMOVED) remove.push(k);

@@ -713,3 +713,52 @@ describe('ExpiringCache background sweep', () => {
     assert.equal(calls, 3, 'dispose was called for every entry');
   });
 });
+
+describe('ExpiringCache: the entry last found', () => {
+  // The cache remembers the entry it found last, so that a read, then a touch or set of the
+  // same key, looks it up once. Every way an entry leaves the map must forget it: a remembered
+  // entry that left would answer reads, and take the next set of its key out of the map.
+  const ways: [string, (t: TestContext, c: ReturnType<typeof setup>) => void][] = [
+    ['delete', (_t, { cache }) => void cache.delete('a')],
+    ['expiry found on a read of another method', (_t, { clock, cache }) => {
+      clock.now = 1000;
+      assert.equal(cache.has('a'), false, 'the entry is expired');
+    }],
+    ['the background sweep', (t, { clock, cache }) => {
+      advance(t, clock, 1000);
+      assert.equal(cache.size, 0, 'the sweep removed the entry');
+      // A wall clock may step back (NTP): the entry that left must not come back to life.
+      clock.now = 0;
+    }],
+    ['eviction by max', (_t, { cache }) => void cache.set('b', 2).set('c', 3)],
+    ['clear', (_t, { cache }) => cache.clear()],
+    ['purgeStale', (_t, { clock, cache }) => {
+      clock.now = 1000;
+      assert.equal(cache.purgeStale(), 1, 'purgeStale removed the entry');
+    }],
+  ];
+  for (const [way, remove] of ways) {
+    it(`forgets it when it leaves by ${way}`, (t) => {
+      t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+      const c = setup(t, { max: 2 });
+      c.cache.set('a', 1);
+      assert.equal(c.cache.get('a'), 1, 'the entry is found, and remembered');
+      remove(t, c);
+      assert.equal(c.cache.get('a'), undefined, `after ${way}, a read does not find the entry`);
+      c.cache.set('a', 9);
+      assert.equal(c.cache.get('a'), 9, 'a new set of the key is read back');
+      assert.ok([...c.cache.keys()].includes('a'), `the new entry is in the map, not in a forgotten one (keys: ${[...c.cache.keys()].join(',')})`);
+      assert.equal(c.cache.touch('a'), true, 'and touch finds it');
+    });
+  }
+
+  it('finds an entry by a key equal to the one remembered but made anew', (t) => {
+    const { cache } = setup(t);
+    const key = ['se', 'ss'].join('');
+    cache.set(key, 1);
+    assert.equal(cache.get(key), 1, 'found by the key it was set with');
+    assert.equal(cache.get(['s', 'ess'].join('')), 1, 'found by an equal string made separately');
+    assert.equal(cache.get('other'), undefined, 'another key is not taken for the remembered one');
+    assert.equal(cache.touch('sess', 5000), true, 'touch finds the entry after a miss on another key');
+  });
+});

@@ -1,7 +1,7 @@
 /** lib/json.ts: session values are JSON values, copied on the way in and out. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_DEPTH, cloneJson, toJsonValue } from '../lib/json.js';
+import { MAX_DEPTH, cloneJson, newRecord, setOwn, toJsonValue } from '../lib/json.js';
 
 describe('toJsonValue', () => {
   it('copies JSON values', () => {
@@ -57,5 +57,32 @@ describe('toJsonValue', () => {
     assert.notEqual(c, v, 'the clone is a new object');
     assert.equal(cloneJson(5), 5, 'a number is passed through');
     assert.equal(cloneJson(undefined), undefined, 'undefined is passed through');
+  });
+});
+
+describe('newRecord', () => {
+  it('makes a record that inherits no name, and keeps __proto__ as its own key', () => {
+    const r = newRecord();
+    for (const name of ['toString', 'constructor', 'hasOwnProperty', 'valueOf', '__proto__', '__defineGetter__']) {
+      assert.equal(name in r, false, `a new record inherits no ${name}`);
+    }
+    setOwn(r, '__proto__', { admin: true });
+    setOwn(r, 'constructor', 1);
+    assert.deepEqual(Object.keys(r), ['__proto__', 'constructor'], '__proto__ and constructor are own keys, in order');
+    assert.equal((r as Record<string, unknown>)['admin'], undefined, 'the __proto__ value did not become inherited properties');
+    assert.equal(JSON.stringify(r), '{"__proto__":{"admin":true},"constructor":1}', 'its JSON holds its own keys only');
+    assert.equal(({} as Record<string, unknown>)['admin'], undefined, 'Object.prototype was not polluted');
+  });
+  it('gives records no common state: a key set on one is not seen on another', () => {
+    const a = newRecord();
+    setOwn(a, 'x', 1);
+    assert.equal('x' in newRecord(), false, 'a key of one record is not inherited by the next');
+    assert.ok(Object.isFrozen(Object.getPrototypeOf(a)), 'the prototype records share is frozen, so nothing can be added to it');
+  });
+  it('is taken by toJsonValue as a plain object', () => {
+    const r = newRecord();
+    setOwn(r, 'a', [1, { b: 2 }]);
+    const out = toJsonValue(r, 'k');
+    assert.deepEqual(out, { a: [1, { b: 2 }] }, 'a record is copied as a plain object, not refused as a class instance');
   });
 });

@@ -5,7 +5,7 @@ import { ExpiringCache } from '../cache.js';
 import { type Duration, describe } from '../duration.js';
 import { sessionTooLarge } from '../errors.js';
 import { hashId } from '../id.js';
-import { entryBytes, setOwn } from '../json.js';
+import { entryBytes, newRecord, setOwn } from '../json.js';
 import { META, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from './storage.js';
 
 /** Options of {@link MemoryStorage}. */
@@ -156,7 +156,7 @@ export class MemoryStorage implements Storage {
   #patch(id: string, changes: SessionChanges, ttlMs: number): boolean {
     const current = this.#cache.peek(id);
     if (current === undefined) return false;
-    const next: SessionData = Object.create(null);
+    const next: SessionData = newRecord();
     // The size of the result, from the size of what is stored and the changes alone: the JSON
     // of the keys that did not change is not serialized again.
     let sum = 0;

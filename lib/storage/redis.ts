@@ -56,7 +56,7 @@ import { createHash, hash } from 'node:crypto';
 import { ExpiringCache } from '../cache.js';
 import { type Duration, describe, parseDuration } from '../duration.js';
 import { SessionError, StorageError, sessionTooLarge } from '../errors.js';
-import { setOwn } from '../json.js';
+import { newRecord, setOwn } from '../json.js';
 import { META, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageSettings, type StoredSession } from './storage.js';
 
 /** A function that sends one command (`['HGETALL', key]`) and resolves to Redis's reply. */
@@ -927,7 +927,7 @@ function decode(reply: unknown): SessionData | undefined {
     throw unexpected('read', reply);
   }
   if (pairs.length === 0) return undefined;
-  const data: SessionData = Object.create(null);
+  const data: SessionData = newRecord();
   for (let i = 0; i < pairs.length; i += 2) {
     const field = text(pairs[i]);
     const value = text(pairs[i + 1]);

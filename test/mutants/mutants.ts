@@ -519,6 +519,30 @@ export const MUTANTS: readonly Mutant[] = [
     tests: ['test/cache.test.ts'],
     why: 'touch with a ttl extends by the entry\'s old ttl instead',
   },
+  {
+    id: 'cache-remembers-removed',
+    file: 'lib/cache.ts',
+    find: '    this.#map.delete(key);\n    if (entry === this.#last) this.#forget();\n',
+    replace: '    this.#map.delete(key);\n',
+    tests: ['test/cache.test.ts'],
+    why: 'a deleted, expired or evicted entry stays the one last found: reads still see it, and the next set of its key updates it outside the map',
+  },
+  {
+    id: 'cache-sweep-remembers-removed',
+    file: 'lib/cache.ts',
+    find: '          this.#map.delete(key);\n          if (entry === this.#last) this.#forget();\n',
+    replace: '          this.#map.delete(key);\n',
+    tests: ['test/cache.test.ts'],
+    why: 'an entry the sweep removed stays the one last found: after the clock steps back it is read again, and a set of its key updates it outside the map',
+  },
+  {
+    id: 'cache-clear-remembers',
+    file: 'lib/cache.ts',
+    find: '    this.#map.clear();\n    this.#forget();\n',
+    replace: '    this.#map.clear();\n',
+    tests: ['test/cache.test.ts'],
+    why: 'after clear() the entry last found is still read (MemoryStorage.close would leave a session readable)',
+  },
 
   // ------------------------------------------------------------------------------------------
   // lib/cookie.ts and the cookie jar

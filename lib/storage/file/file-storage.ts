@@ -31,7 +31,7 @@ import { ExpiringCache } from '../../cache.js';
 import { type Duration, describe, parseDuration } from '../../duration.js';
 import { StorageError, errCode, sessionTooLarge } from '../../errors.js';
 import { hashId } from '../../id.js';
-import { setOwn } from '../../json.js';
+import { newRecord, setOwn } from '../../json.js';
 import { META, NOT_NOW, SYNC, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from '../storage.js';
 import { CONCURRENCY, Folder, HASH_RE, defaultPath, fsCalls, runLimited, sha256, unlinkQuiet } from './files.js';
 import { MAX_AGE_MS, type Parsed, header } from './format.js';
@@ -297,7 +297,7 @@ export class FileStorage implements Storage {
       current = this.#cache.peek(id);
       if (current === undefined) return false;
     }
-    const next: SessionData = Object.create(null);
+    const next: SessionData = newRecord();
     if (!changes.clear) for (const k of Object.keys(current.data)) setOwn(next, k, current.data[k]);
     for (const k of changes.remove) delete next[k];
     for (const k of Object.keys(changes.set)) setOwn(next, k, changes.set[k]);
