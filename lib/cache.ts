@@ -90,6 +90,8 @@ interface Entry<V> {
   seq: number;
   /** What the caller said the value weighs (see {@link ExpiringCache.sizeOf}); 0 when it said nothing. */
   size: number;
+  /** The owner's note (see {@link ExpiringCache.noteOf}); 0 until set. */
+  note: number;
 }
 
 
@@ -234,7 +236,7 @@ export class ExpiringCache<K, V> {
    *   removed and reported as `'expire'`)
    */
   get(key: K): V | undefined {
-    const entry = this.#live(key);
+    const entry = this.#live(key, this.#map.get(key));
     if (entry === undefined) return undefined;
     if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(key, entry);
     return entry.value;
@@ -279,7 +281,7 @@ export class ExpiringCache<K, V> {
     let expired: V | undefined;
     let hadExpired = false;
     if (entry === undefined) {
-      map.set(key, { value, expiresAt, ttl: ms, seq: ++this.#seq, size });
+      map.set(key, { value, expiresAt, ttl: ms, seq: ++this.#seq, size, note: 0 });
     } else {
       if (entry.expiresAt <= t) {
         hadExpired = true;
@@ -336,6 +338,28 @@ export class ExpiringCache<K, V> {
    */
   sizeOf(key: K): number | undefined {
     return this.#live(key)?.size;
+  }
+
+  /**
+   * @internal A number the cache's owner keeps beside a live entry, 0 until set, kept when `set`
+   * replaces the value (gone with the entry). Does not change the order of use.
+   *
+   * @returns the note, or `undefined` when the key is missing or expired
+   */
+  noteOf(key: K): number | undefined {
+    return this.#live(key)?.note;
+  }
+
+  /**
+   * @internal Sets the note of a live entry (see {@link ExpiringCache.noteOf}).
+   *
+   * @returns `false` when the key is missing or expired
+   */
+  setNote(key: K, note: number): boolean {
+    const entry = this.#live(key);
+    if (entry === undefined) return false;
+    entry.note = note;
+    return true;
   }
 
   /**
@@ -439,10 +463,16 @@ export class ExpiringCache<K, V> {
     return this.entries();
   }
 
-  /** The live entry of a key; an expired one is removed and reported here. */
-  #live(key: K): Entry<V> | undefined {
-    const entry = this.#find(key);
+  /**
+   * The live entry of a key; an expired one is removed and reported here. `get` passes the
+   * map's entry: it starts a request, whose key is a fresh string, which would be compared in
+   * full with the key remembered from the last request; so it goes to the map, and is
+   * remembered from then on for what follows on the same key.
+   */
+  #live(key: K, entry = this.#find(key)): Entry<V> | undefined {
     if (entry === undefined) return undefined;
+    this.#lastKey = key;
+    this.#last = entry;
     if (entry.expiresAt > this.#now()) return entry;
     this.#remove(key, entry, 'expire');
     return undefined;

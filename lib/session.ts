@@ -511,8 +511,9 @@ export class SessionManager {
   readonly #locks = new Map<string, Promise<void>>();
   /**
    * When each id's cookie is next due for a refresh (ms), so requests that keep the id refresh it
-   * only then. A plain map, emptied when it grows past {@link MAX_COOKIE_DUE} (which costs each
-   * session one early refresh at most).
+   * only then, for the sessions whose storage does not keep it beside them in memory (see
+   * {@link SyncStorage.cookieDue}). A plain map, emptied when it grows past
+   * {@link MAX_COOKIE_DUE} (which costs each session one early refresh at most).
    */
   readonly #cookieDue = new Map<string, number>();
   /** The session cookie's attributes after `Max-Age`, without and with `Secure`. */
@@ -683,11 +684,11 @@ export class SessionManager {
     const written = this.#now(() => sync.set(s.id, next.data, next.ttl), 'write');
     if (written === NOT_NOW) {
       return this.#write(s.id, next.data, next.ttl).then(() => {
-        this.#emitNew(s, request);
+        this.#afterNew(s, request);
         return this.#setCookie(s, jar, secure, next.header);
       });
     }
-    this.#emitNew(s, request);
+    this.#afterNew(s, request);
     return this.#setCookie(s, jar, secure, next.header);
   }
 
@@ -706,8 +707,12 @@ export class SessionManager {
     return { data, ttl: this.#ttl(data[META.remember], data[META.created]), header };
   }
 
-  /** Tells the listeners that the session under a new id was written: created, or regenerated. */
-  #emitNew(s: SessionState, request: unknown): void {
+  /**
+   * What follows the write of a session under a new id: its cookie's due time goes beside it,
+   * and the listeners hear that it was created, or regenerated.
+   */
+  #afterNew(s: SessionState, request: unknown): void {
+    this.#settleDue(s.id);
     const emit = this.#config.emit;
     if (emit === undefined) return;
     emit(s.retire ? { type: 'regenerated', idHash: hashId(s.id), previousIdHash: hashId(s.origin) } : { type: 'created', idHash: hashId(s.id) }, request);
@@ -759,7 +764,7 @@ export class SessionManager {
       } else {
         await this.#write(s.id, next.data, next.ttl);
         cookie = next.header;
-        this.#emitNew(s, request);
+        this.#afterNew(s, request);
       }
       if (s.retire) await this.#remove(s.origin);
     }
@@ -832,15 +837,33 @@ export class SessionManager {
     if (!force) {
       // A browser-session cookie lives as long as the browser: it needs no refresh.
       if (life === 0) return undefined;
-      const due = this.#cookieDue.get(id);
+      const due = this.#sync()?.cookieDue?.(id) ?? this.#cookieDue.get(id);
       if (due !== undefined && now < due) return undefined;
     }
     const header = this.#sessionCookie(id, life, secure);
-    if (life > 0) {
-      if (this.#cookieDue.size >= MAX_COOKIE_DUE) this.#cookieDue.clear();
-      this.#cookieDue.set(id, now + cookieRefreshInterval(life));
-    }
+    if (life > 0) this.#noteDue(id, now + cookieRefreshInterval(life));
     return header;
+  }
+
+  /**
+   * Keeps when an id's cookie is next due: beside the session, when the storage holds it in
+   * memory (no lookup of the server's own then), else in the server's map.
+   */
+  #noteDue(id: string, at: number): void {
+    if (this.#sync()?.setCookieDue?.(id, at) === true) return;
+    if (this.#cookieDue.size >= MAX_COOKIE_DUE) this.#cookieDue.clear();
+    this.#cookieDue.set(id, at);
+  }
+
+  /**
+   * Once a session under a new id is written, moves its cookie's due time (noted before the
+   * write, when the storage did not hold it yet) to beside it.
+   */
+  #settleDue(id: string): void {
+    const sync = this.#sync();
+    if (sync?.setCookieDue === undefined) return;
+    const at = this.#cookieDue.get(id);
+    if (at !== undefined && sync.setCookieDue(id, at)) this.#cookieDue.delete(id);
   }
 
   /**

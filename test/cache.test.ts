@@ -762,3 +762,22 @@ describe('ExpiringCache: the entry last found', () => {
     assert.equal(cache.touch('sess', 5000), true, 'touch finds the entry after a miss on another key');
   });
 });
+
+describe('ExpiringCache notes', () => {
+  it('keeps a note beside a live entry: 0 until set, kept when set replaces the value, gone with the entry', (t) => {
+    const { clock, cache } = setup(t);
+    assert.equal(cache.noteOf('a'), undefined, 'a missing key has no note');
+    assert.equal(cache.setNote('a', 5), false, 'a missing key takes no note');
+    cache.set('a', 1);
+    assert.equal(cache.noteOf('a'), 0, 'a new entry notes 0');
+    assert.equal(cache.setNote('a', 7), true, 'a live entry takes a note');
+    cache.set('a', 2);
+    assert.equal(cache.noteOf('a'), 7, 'replacing the value keeps the note');
+    cache.delete('a');
+    cache.set('a', 3);
+    assert.equal(cache.noteOf('a'), 0, 'an entry set again after a delete starts from 0');
+    clock.now = 1000;
+    assert.equal(cache.noteOf('a'), undefined, 'an expired entry has no note');
+    assert.equal(cache.setNote('a', 9), false, 'and takes none');
+  });
+});

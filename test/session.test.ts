@@ -409,6 +409,37 @@ describe('the session cookie', () => {
     assert.equal(warnings.length, 1, 'the Secure cookie over plain HTTP warns once, not per request');
   });
 
+  // When a cookie is next due is kept beside the session by the library's storages (in memory),
+  // and in the server's own map for a storage of the user's.
+  const dueKeepers: [string, (t: TestContext, clock: Clock) => Storage][] = [
+    ['MemoryStorage', (_t, clock) => new MemoryStorage({ now: clock.now })],
+    ['FileStorage', (t, clock) => new FileStorage({ path: tempDir(t), now: clock.now })],
+    ['a storage of the user\'s own', (_t, clock) => new SpyStorage(new MemoryStorage({ now: clock.now }))],
+  ];
+  for (const [name, make] of dueKeepers) {
+    it(`keeps a cookie's refresh due across a regenerate and a write, on ${name}`, async (t) => {
+      const clock = new Clock();
+      const s = await serve(t, { sessionStorage: make(t, clock), now: clock.now }, (s) => {
+        seed(s);
+        s.all('/regenerate', (r) => {
+          r.session.regenerate();
+          r.response.write('ok');
+        });
+      });
+      const jar = new Jar();
+      assert.equal((await jar.send(s.port, '/set')).setCookies.length, 1, 'a new session sends its cookie');
+      assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'a read right after its creation sends none');
+      assert.equal((await jar.send(s.port, '/set-other')).setCookies.length, 0, 'nor does a write');
+      assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'nor a read after the write');
+      assert.equal((await jar.send(s.port, '/regenerate')).setCookies.length, 1, 'a regenerate sends the new id');
+      assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'a read under the new id sends none');
+      clock.advance(61_000);
+      assert.equal((await jar.send(s.port, '/get')).setCookies.length, 1, 'a read past a minute refreshes it');
+      assert.equal((await jar.send(s.port, '/set-other')).setCookies.length, 0, 'a write right after the refresh sends none');
+      assert.equal((await jar.send(s.port, '/get')).setCookies.length, 0, 'nor a read after it');
+    });
+  }
+
   it('refreshes the cookie on reads and writes at most once a minute, and at once when its life changes', async (t) => {
     const clock = new Clock();
     const s = await serve(t, { sessionStorage: new MemoryStorage({ now: clock.now }), now: clock.now }, seed);

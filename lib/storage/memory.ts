@@ -74,6 +74,8 @@ export class MemoryStorage implements Storage {
     },
     patch: (id, changes, ttlMs) => this.#patch(id, changes, ttlMs),
     touch: (id, ttlMs) => this.#cache.touch(id, ttlMs),
+    cookieDue: (id) => this.#cache.noteOf(id) || undefined,
+    setCookieDue: (id, at) => this.#cache.setNote(id, at),
   };
 
   /** The session, or `undefined` when missing or expired. */

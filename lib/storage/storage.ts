@@ -166,6 +166,14 @@ export interface SyncStorage {
   set(id: string, data: SessionData, ttlMs: number): true | typeof NOT_NOW;
   patch(id: string, changes: SessionChanges, ttlMs: number): boolean | typeof NOT_NOW;
   touch(id: string, ttlMs: number): boolean | typeof NOT_NOW;
+  /**
+   * When the session's cookie is next due for a refresh (ms, on the server's clock), as kept
+   * beside the session in memory by {@link SyncStorage.setCookieDue}; `undefined` when the
+   * session is not in memory or none was kept. Spares the server a lookup of its own.
+   */
+  cookieDue?(id: string): number | undefined;
+  /** Keeps `at` beside the session in memory; `false` when it is not there (the server keeps it then). */
+  setCookieDue?(id: string, at: number): boolean;
 }
 
 /** @internal The key under which a storage offers its {@link SyncStorage}. */

@@ -289,7 +289,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'session-sync-new-no-event',
     file: 'lib/session.ts',
-    find: '    this.#emitNew(s, request);\n    return this.#setCookie(s, jar, secure, next.header);\n  }',
+    find: '    this.#afterNew(s, request);\n    return this.#setCookie(s, jar, secure, next.header);\n  }',
     replace: '    return this.#setCookie(s, jar, secure, next.header);\n  }',
     tests: [SESSION_MORE, FEATURES],
     why: 'on a storage that answers at once, a new session is never reported to the created listeners',
@@ -542,6 +542,31 @@ export const MUTANTS: readonly Mutant[] = [
     replace: '    this.#map.clear();\n',
     tests: ['test/cache.test.ts'],
     why: 'after clear() the entry last found is still read (MemoryStorage.close would leave a session readable)',
+  },
+
+  {
+    id: 'cache-set-resets-note',
+    file: 'lib/cache.ts',
+    find: '      entry.size = size;\n',
+    replace: '      entry.size = size;\n      entry.note = 0;\n',
+    tests: ['test/session.test.ts'],
+    why: 'a write on MemoryStorage forgets when the cookie is next due: every read after a write sends the cookie again',
+  },
+  {
+    id: 'memory-due-dropped',
+    file: 'lib/storage/memory.ts',
+    find: '    setCookieDue: (id, at) => this.#cache.setNote(id, at),',
+    replace: '    setCookieDue: (id) => this.#cache.has(id),',
+    tests: ['test/session.test.ts'],
+    why: 'MemoryStorage says it keeps the due time beside the session but drops it: every read sends the cookie',
+  },
+  {
+    id: 'file-due-not-carried',
+    file: 'lib/storage/file/file-storage.ts',
+    find: 'marked: previous?.marked, cookieDue: previous?.cookieDue };',
+    replace: 'marked: previous?.marked, cookieDue: undefined };',
+    tests: ['test/session.test.ts'],
+    why: 'a write on FileStorage forgets when the cookie is next due: the read after every write sends the cookie again',
   },
 
   // ------------------------------------------------------------------------------------------

@@ -109,6 +109,8 @@ interface Entry {
    * once its marker exists); `undefined` when none is known.
    */
   marked: string | undefined;
+  /** When the session's cookie is next due for a refresh (see {@link SyncStorage.cookieDue}). */
+  cookieDue: number | undefined;
 }
 
 /** The owner of a session: its {@link META} `owner` key when a string. */
@@ -259,6 +261,13 @@ export class FileStorage implements Storage {
     touch: (id, ttlMs) => {
       const entry = this.#cache.peek(id);
       return entry === undefined || !this.#renew(id, entry, ttlMs) ? NOT_NOW : true;
+    },
+    cookieDue: (id) => this.#cache.peek(id)?.cookieDue,
+    setCookieDue: (id, at) => {
+      const entry = this.#cache.peek(id);
+      if (entry === undefined) return false;
+      entry.cookieDue = at;
+      return true;
     },
   };
 
@@ -463,7 +472,7 @@ export class FileStorage implements Storage {
     const ttl = Math.min(ttlMs, this.#maxAgeMs);
     const previous = this.#cache.peek(id);
     const hash = previous?.hash ?? hashId(id);
-    const entry: Entry = { data, hash, marked: previous?.marked };
+    const entry: Entry = { data, hash, marked: previous?.marked, cookieDue: previous?.cookieDue };
     this.#cache.set(id, entry, ttl);
     // After the set: replacing an expired entry disposes of it, which forgets its hash.
     this.#ids.set(hash, id);
@@ -619,7 +628,7 @@ export class FileStorage implements Storage {
     // Removed while this read was under way: the read must not bring it back.
     if (this.#removedWhileLoading.has(hash)) return undefined;
     // A file is written with an owner only once that owner's marker exists.
-    const entry: Entry = { data: parsed.data, hash, marked: ownerOf(parsed.data) };
+    const entry: Entry = { data: parsed.data, hash, marked: ownerOf(parsed.data), cookieDue: undefined };
     this.#cache.set(id, entry, ttl);
     this.#ids.set(hash, id);
     return entry;
