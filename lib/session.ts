@@ -411,7 +411,7 @@ function changed(s: SessionState): boolean {
   return false;
 }
 
-/** A new null-prototype record: `base` (when given) with `changes` applied. */
+/** A new record (see {@link newRecord}): `base` (when given) with `changes` applied. */
 function applyChanges(base: SessionData | undefined, changes: ReadonlyMap<string, Change>): SessionData {
   const out: SessionData = newRecord();
   if (base !== undefined) {
