@@ -453,6 +453,11 @@ export class RedisStorage implements Storage {
   #maxSize = DEFAULT_MAX_SIZE;
   #maxAgeMs = MAX_TTL;
   #configured = false;
+  /**
+   * The id last named, with its SHA-256 and its Redis key: a request reads its session, then
+   * touches or patches it under the same id, which is hashed once.
+   */
+  #named: Named = { id: '', hash: '', key: '' };
 
   /**
    * @throws TypeError when an option is invalid (the client is none of the {@link RedisClient}s,
@@ -482,7 +487,7 @@ export class RedisStorage implements Storage {
 
   /** The session (one `HGETALL`), or `undefined` when it is missing, expired or not valid JSON. */
   async get(id: string): Promise<SessionData | undefined> {
-    const key = this.#key(id);
+    const { key } = this.#name(id);
     const reply = await this.#run('read', (send) => send(key, ['HGETALL', key]));
     return decode(reply);
   }
@@ -492,8 +497,7 @@ export class RedisStorage implements Storage {
    * it has an owner, adds it to the owner's set (one more).
    */
   async set(id: string, data: SessionData, ttlMs: number): Promise<void> {
-    const idHash = hashOf(id);
-    const key = this.#prefix + idHash;
+    const { hash: idHash, key } = this.#name(id);
     const ttl = this.#ttl(ttlMs);
     const args = ['EVALSHA', SET.sha, '1', key, ttl, MARKER, LAYOUT_VERSION];
     let size = 2;
@@ -526,8 +530,7 @@ export class RedisStorage implements Storage {
    *   (nothing is written)
    */
   async patch(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean> {
-    const idHash = hashOf(id);
-    const key = this.#prefix + idHash;
+    const { hash: idHash, key } = this.#name(id);
     const ttl = this.#ttl(ttlMs);
     const args = ['EVALSHA', PATCH.sha, '1', key, ttl, String(this.#maxSize), changes.clear ? '1' : '0', String(changes.remove.length)];
     for (const k of changes.remove) args.push(DATA + k);
@@ -565,8 +568,7 @@ export class RedisStorage implements Storage {
    *   cannot tell then)
    */
   async touch(id: string, ttlMs: number): Promise<boolean | undefined> {
-    const idHash = hashOf(id);
-    const key = this.#prefix + idHash;
+    const { hash: idHash, key } = this.#name(id);
     const extended = this.#extended;
     if (extended?.has(key) === true) return undefined;
     const ttl = this.#ttl(ttlMs);
@@ -586,8 +588,7 @@ export class RedisStorage implements Storage {
    * A session that had an owner then leaves the owner's set (one `SREM`).
    */
   async remove(id: string): Promise<void> {
-    const idHash = hashOf(id);
-    const key = this.#prefix + idHash;
+    const { hash: idHash, key } = this.#name(id);
     this.#extended?.delete(key);
     const reply = await this.#run('delete', (send) => this.#eval(send, REMOVE, key, ['EVALSHA', REMOVE.sha, '1', key]));
     if (isPair(reply)) {
@@ -706,9 +707,15 @@ export class RedisStorage implements Storage {
     this.#renewed.close();
   }
 
-  /** The Redis key of a session: the prefix and the SHA-256 of its id. */
-  #key(id: string): string {
-    return this.#prefix + hashOf(id);
+  /** A session's id hash and Redis key (the prefix and the hash). */
+  #name(id: string): Named {
+    let named = this.#named;
+    if (named.id !== id) {
+      const hash = hashOf(id);
+      named = { id, hash, key: this.#prefix + hash };
+      this.#named = named;
+    }
+    return named;
   }
 
   /** The Redis key of an owner's set. */
@@ -868,6 +875,13 @@ export class RedisStorage implements Storage {
 /** The SHA-256 of a string, in hex. */
 function hashOf(value: string): string {
   return hash('sha256', value, 'hex');
+}
+
+/** A session id with its SHA-256 and its Redis key. */
+interface Named {
+  readonly id: string;
+  readonly hash: string;
+  readonly key: string;
 }
 
 /** Runs `fn` on every item, {@link OWNER_BATCH} at a time in parallel. */

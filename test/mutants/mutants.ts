@@ -570,6 +570,17 @@ export const MUTANTS: readonly Mutant[] = [
   },
 
   // ------------------------------------------------------------------------------------------
+  // lib/storage/redis.ts
+  {
+    id: 'redis-name-kept-for-another-id',
+    file: 'lib/storage/redis.ts',
+    find: '    if (named.id !== id) {',
+    replace: "    if (named.id === '') {",
+    tests: ['test/storage/redis.test.ts'],
+    why: 'the hash of the first id named is used for every later one: every session is read and written under one Redis key',
+  },
+
+  // ------------------------------------------------------------------------------------------
   // lib/cookie.ts and the cookie jar
   {
     id: 'cookie-httponly-dropped',
