@@ -662,7 +662,9 @@ export class SessionManager {
       } else if (s.base !== undefined) {
         const alive = this.#now(() => sync.touch(s.id, this.#ttl(s.base?.[META.remember], s.base?.[META.created])), 'touch');
         if (alive === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
-        if (alive) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
+        if (alive !== false) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
+        // A touch that could not tell whether the session exists: asked before a cookie goes out.
+        if (cookie !== undefined && alive === undefined) return this.#confirmed(s, jar, secure, cookie);
       }
       return this.#setCookie(s, jar, secure, cookie);
     }
@@ -725,6 +727,15 @@ export class SessionManager {
     } catch (err) {
       throw asStorageError(err, what);
     }
+  }
+
+  /**
+   * Sets `cookie` once the storage says that the session still exists: a session another
+   * request destroyed meanwhile is never sent back.
+   */
+  async #confirmed(s: SessionState, jar: CookieJar, secure: boolean, cookie: string): Promise<boolean> {
+    const alive = (await this.#read(s.id)) !== undefined;
+    return this.#setCookie(s, jar, secure, alive ? cookie : undefined);
   }
 
   /** {@link SessionManager.commit}, awaiting the storage. */

@@ -57,7 +57,7 @@ import { ExpiringCache } from '../cache.js';
 import { type Duration, describe, parseDuration } from '../duration.js';
 import { SessionError, StorageError, sessionTooLarge } from '../errors.js';
 import { newRecord, setOwn } from '../json.js';
-import { META, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageSettings, type StoredSession } from './storage.js';
+import { META, NOT_NOW, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageSettings, type StoredSession, type SyncStorage } from './storage.js';
 
 /** A function that sends one command (`['HGETALL', key]`) and resolves to Redis's reply. */
 export type RedisCommandFunction = (args: string[]) => Promise<unknown>;
@@ -484,6 +484,17 @@ export class RedisStorage implements Storage {
     this.#maxSize = settings.maxSize;
     this.#configured = true;
   }
+
+  /**
+   * @internal What answers at once: a touch within the rate limit, which sends nothing (and so
+   * cannot tell whether the session exists); everything else goes to Redis.
+   */
+  readonly [SYNC]: SyncStorage = {
+    get: () => NOT_NOW,
+    set: () => NOT_NOW,
+    patch: () => NOT_NOW,
+    touch: (id) => (this.#extended?.has(this.#name(id).key) === true ? undefined : NOT_NOW),
+  };
 
   /** The session (one `HGETALL`), or `undefined` when it is missing, expired or not valid JSON. */
   async get(id: string): Promise<SessionData | undefined> {

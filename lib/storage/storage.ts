@@ -165,7 +165,12 @@ export interface SyncStorage {
   get(id: string): SessionData | undefined | typeof NOT_NOW;
   set(id: string, data: SessionData, ttlMs: number): true | typeof NOT_NOW;
   patch(id: string, changes: SessionChanges, ttlMs: number): boolean | typeof NOT_NOW;
-  touch(id: string, ttlMs: number): boolean | typeof NOT_NOW;
+  /**
+   * As the contract's `touch`; `undefined` when it extended nothing and cannot tell whether the
+   * session exists (RedisStorage within its `ttlUpdateInterval`): the server then reads the
+   * session before it sends a cookie.
+   */
+  touch(id: string, ttlMs: number): boolean | undefined | typeof NOT_NOW;
   /**
    * When the session's cookie is next due for a refresh (ms, on the server's clock), as kept
    * beside the session in memory by {@link SyncStorage.setCookieDue}; `undefined` when the

@@ -297,7 +297,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'session-sync-touch-dead-cookie',
     file: 'lib/session.ts',
-    find: '        if (alive) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);',
+    find: '        if (alive !== false) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);',
     replace: '        cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);',
     tests: [SESSION, SESSION_MORE],
     why: 'on a storage that answers at once (MemoryStorage), a read-only request refreshes the cookie of a session a concurrent request destroyed',
@@ -578,6 +578,14 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "    if (named.id === '') {",
     tests: ['test/storage/redis.test.ts'],
     why: 'the hash of the first id named is used for every later one: every session is read and written under one Redis key',
+  },
+  {
+    id: 'session-unconfirmed-cookie',
+    file: 'lib/session.ts',
+    find: '        if (cookie !== undefined && alive === undefined) return this.#confirmed(s, jar, secure, cookie);\n',
+    replace: '',
+    tests: ['test/storage/redis.test.ts'],
+    why: 'a read whose touch could not tell (Redis within its rate limit) sends a due cookie without asking whether the session still exists: a session another process destroyed gets its cookie back',
   },
 
   // ------------------------------------------------------------------------------------------

@@ -664,6 +664,41 @@ if (missing !== false) {
       await jar.send(port, '/destroy');
       assert.deepEqual(rec.names(), ['HGETALL', 'EVALSHA'], 'destroy: the read, then one EVALSHA (the owner, then UNLINK)');
     });
+    it('answers the touch of a read within the rate limit at once, and reads again before a due cookie goes out', async (t) => {
+      const clock = new Clock();
+      const rec = recording();
+      const prefix = `confirm-${newId().slice(0, 8)}:`;
+      const storage = new RedisStorage({ client: rec.client, prefix, ttlUpdateInterval: '10m', now: clock.now });
+      const s = await serve(t, { sessionStorage: storage, sessionMaxAge: '24h', now: clock.now }, (s) => {
+        s.all('/set', (r) => {
+          r.session.set('time', clock.now());
+          r.response.write('ok');
+        });
+        s.all('/get', (r) => r.response.write(r.session.data()));
+        // Another process destroys the session while this request runs.
+        s.all('/get-killed', async (r) => {
+          await admin.sendCommand(['DEL', prefix + sha256(r.session.id)]);
+          r.response.write(r.session.data());
+        });
+      });
+      const jar = new Jar();
+      await jar.send(s.port, '/set');
+      rec.names();
+      const touch = t.mock.method(storage, 'touch');
+      const quiet = await jar.send(s.port, '/get');
+      assert.deepEqual([quiet.setCookies.length, rec.names()], [0, ['HGETALL']], 'a read within the rate limit, its cookie not due: one HGETALL, no cookie');
+      assert.equal(touch.mock.callCount(), 0, 'the skipped touch was answered at once, not by the awaited touch');
+      clock.advance(61_000);
+      const due = await jar.send(s.port, '/get');
+      assert.equal(due.setCookies.length, 1, 'a read whose cookie is due, its touch skipped by the rate limit, refreshes the cookie');
+      assert.deepEqual(rec.names(), ['HGETALL', 'HGETALL'], 'after reading again: the touch could not tell whether the session still exists');
+      clock.advance(61_000);
+      const killed = await jar.send(s.port, '/get-killed');
+      assert.equal(killed.status, 200, 'the read answered');
+      assert.deepEqual(killed.setCookies, [], 'no cookie for a session destroyed meanwhile: the read before the refresh found it gone');
+      assert.equal((await jar.send(s.port, '/get')).body, '{}', 'and it stays gone');
+    });
+
     it('with an owner: a read and a write stay one command each; a login, a logout and the hourly renewal of the owner\'s set cost one more', async (t) => {
       const clock = new Clock();
       const rec = recording();
