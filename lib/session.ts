@@ -654,10 +654,12 @@ export class SessionManager {
     if (sync !== undefined && !s.retire && s.id === s.origin) {
       let cookie: string | undefined;
       if (s.touched && changed(s)) {
+        // A storage that never writes at once (FileStorage, RedisStorage): the awaited commit.
+        const patch = sync.patch;
+        if (patch === undefined) return this.#commitAsync(s, jar, secure, request);
         const remember = lookup(s, META.remember);
         const created = lookup(s, META.created);
-        const written = this.#now(() => sync.patch(s.id, changeSet(s), this.#ttl(remember, created)), 'write');
-        if (written === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
+        const written = this.#now(() => patch(s.id, changeSet(s), this.#ttl(remember, created)), 'write');
         if (written) cookie = this.#cookieIfDue(s.id, remember, created, secure, s.changes.has(META.remember));
       } else if (s.base !== undefined) {
         const alive = this.#now(() => sync.touch(s.id, this.#ttl(s.base?.[META.remember], s.base?.[META.created])), 'touch');

@@ -492,7 +492,6 @@ export class RedisStorage implements Storage {
   readonly [SYNC]: SyncStorage = {
     get: () => NOT_NOW,
     set: () => NOT_NOW,
-    patch: () => NOT_NOW,
     touch: (id) => (this.#extended?.has(this.#name(id).key) === true ? undefined : NOT_NOW),
   };
 

@@ -164,7 +164,8 @@ export const NOT_NOW: unique symbol = Symbol('bare-session: not now');
 export interface SyncStorage {
   get(id: string): SessionData | undefined | typeof NOT_NOW;
   set(id: string, data: SessionData, ttlMs: number): true | typeof NOT_NOW;
-  patch(id: string, changes: SessionChanges, ttlMs: number): boolean | typeof NOT_NOW;
+  /** Absent when the storage never writes at once (FileStorage, RedisStorage): the server then awaits the contract's `patch`. */
+  patch?(id: string, changes: SessionChanges, ttlMs: number): boolean;
   /**
    * As the contract's `touch`; `undefined` when it extended nothing and cannot tell whether the
    * session exists (RedisStorage within its `ttlUpdateInterval`): the server then reads the

@@ -67,7 +67,7 @@ describe('MemoryStorage', () => {
   it('answers at once through its SyncStorage, as its promises do', async () => {
     const clock = new Clock();
     const storage = new MemoryStorage({ now: clock.now });
-    const sync = (storage as unknown as { [SYNC]: SyncStorage })[SYNC];
+    const sync = (storage as unknown as { [SYNC]: Required<SyncStorage> })[SYNC];
     const id = generateId();
     assert.equal(sync.get(id), undefined, 'a missing session, at once');
     assert.equal(sync.touch(id, MINUTE), false, 'touch of a missing session: false, at once');

@@ -257,7 +257,6 @@ export class FileStorage implements Storage {
   readonly [SYNC]: SyncStorage = {
     get: (id) => this.#cache.get(id)?.data ?? NOT_NOW,
     set: () => NOT_NOW,
-    patch: () => NOT_NOW,
     touch: (id, ttlMs) => {
       const entry = this.#cache.peek(id);
       return entry === undefined || !this.#renew(id, entry, ttlMs) ? NOT_NOW : true;

@@ -467,7 +467,7 @@ describe('FileStorage: answers at once from memory', () => {
     clock.advance(30_000);
     assert.equal(sync.touch(id, MINUTE), true, 'and touched at once');
     assert.equal(sync.set(id, { a: 2 }, MINUTE), NOT_NOW, 'a write needs the disk: not now');
-    assert.equal(sync.patch(id, change({ b: 2 }), MINUTE), NOT_NOW, 'a patch too');
+    assert.equal(sync.patch, undefined, 'and it offers no patch at once: the server awaits the patch');
     assert.deepEqual({ ...(await s.get(id)) }, { a: 1 }, 'and "not now" changed nothing');
     // The touch at once is written with the next batch, as a touch through the promise is.
     await s.flush();
