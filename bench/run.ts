@@ -24,7 +24,7 @@
  * scenarios, and also report the commands Redis ran per request (INFO commandstats before and
  * after each scenario) and redis-server's CPU time per request. Only them:
  *
- *   npm run bench:redis                               (= npm run bench -- --only floor-redis,redis,express-redis,fastify-redis)
+ *   npm run bench:redis                               (= npm run bench -- --only floor-redis,redis,express-redis,fastify-redis --rounds 3)
  *
  * Writes bench/RESULTS.md (keeping the "Why" section written by hand and the "Scale" section
  * that scale.ts writes; the "Redis" section holds the Redis servers, and a run of only them
