@@ -122,7 +122,7 @@ function stringBytes(s: string): number {
 }
 
 /** The UTF-8 bytes of a JSON value's JSON, serializing only objects and arrays. */
-function valueBytes(value: JsonValue): number {
+export function valueBytes(value: JsonValue): number {
   switch (typeof value) {
     case 'string':
       return stringBytes(value);

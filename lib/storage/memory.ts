@@ -5,7 +5,7 @@ import { ExpiringCache } from '../cache.js';
 import { type Duration, describe } from '../duration.js';
 import { sessionTooLarge } from '../errors.js';
 import { hashId } from '../id.js';
-import { entryBytes, newRecord, setOwn } from '../json.js';
+import { entryBytes, newRecord, setOwn, valueBytes } from '../json.js';
 import { META, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from './storage.js';
 
 /** Options of {@link MemoryStorage}. */
@@ -161,21 +161,21 @@ export class MemoryStorage implements Storage {
     const next: SessionData = newRecord();
     // The size of the result, from the size of what is stored and the changes alone: the JSON
     // of the keys that did not change is not serialized again.
+    // Removed keys are left out of the copy rather than deleted from it: a delete would turn
+    // the record into a dictionary, slower to read from then on.
     let sum = 0;
     if (!changes.clear) {
-      for (const k of Object.keys(current)) setOwn(next, k, current[k]);
+      const removed = changes.remove;
       sum = this.#cache.sizeOf(id) ?? 0;
-    }
-    for (const k of changes.remove) {
-      if (Object.hasOwn(next, k)) {
-        sum -= entryBytes(k, next[k] as JsonValue);
-        delete next[k];
+      for (const k of Object.keys(current)) {
+        if (removed.length !== 0 && removed.includes(k)) sum -= entryBytes(k, current[k] as JsonValue);
+        else setOwn(next, k, current[k]);
       }
     }
     for (const k of Object.keys(changes.set)) {
       const v = changes.set[k] as JsonValue;
-      if (Object.hasOwn(next, k)) sum -= entryBytes(k, next[k] as JsonValue);
-      sum += entryBytes(k, v);
+      // A key that stays: only its value's bytes change.
+      sum += Object.hasOwn(next, k) ? valueBytes(v) - valueBytes(next[k] as JsonValue) : entryBytes(k, v);
       setOwn(next, k, v);
     }
     this.#checkBytes(sum);

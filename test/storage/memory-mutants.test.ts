@@ -53,6 +53,8 @@ describe('MemoryStorage: the size bound', () => {
         { set: { c: 'é☃' }, remove: ['b'], clear: false },
         { set: { fresh: true }, remove: [], clear: true },
         { set: { again: 'x' }, remove: ['fresh'], clear: false },
+        { set: { again: 'removed and set in one patch', n: 12345 }, remove: ['again'], clear: false },
+        { set: { n: -0.5, q: '"\\' }, remove: ['n'], clear: false },
       ];
       for (const [i, changes] of patches.entries()) {
         assert.equal(await s.patch(id, changes, MINUTE), true, `patch ${i} applies`);
