@@ -142,7 +142,8 @@ function noDefaultTtl(): never {
  * lookups slower and slower, to tens of microseconds. An entry among the last `max / 8` added
  * or moved therefore stays where it is. Eviction is thus least recently used to within an
  * eighth of `max`, and exact for a `max` below 16. Without `max` order does not matter and
- * nothing is moved: `get` and `touch` do a lookup and no more.
+ * nothing is moved: `get` and `touch` do a lookup and no more. The entry found last is kept, so
+ * that a `touch`, `peek` or `set` of the same key right after a `get` finds it without one.
  *
  * @example
  * ```ts
