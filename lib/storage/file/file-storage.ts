@@ -111,6 +111,13 @@ interface Entry {
   marked: string | undefined;
   /** When the session's cookie is next due for a refresh (see {@link SyncStorage.cookieDue}). */
   cookieDue: number | undefined;
+  /**
+   * Whether its hash is in `#touches`, put there by a renewal of this entry: later renewals
+   * before the flush only move {@link Entry.renewedTo}, sparing a read a lookup in that map.
+   */
+  pending: boolean;
+  /** The expiry the last renewal of this entry gave it (0 before any). */
+  renewedTo: number;
 }
 
 /** The owner of a session: its {@link META} `owner` key when a string. */
@@ -220,6 +227,8 @@ export class FileStorage implements Storage {
       // Whatever way an entry leaves memory, its hash stops naming it.
       dispose: (entry, id) => {
         if (this.#ids.get(entry.hash) === id) this.#ids.delete(entry.hash);
+        // Its latest renewal, kept on the entry, goes where the flush and reads from disk see it.
+        if (entry.pending) this.#touches.set(entry.hash, Math.max(entry.renewedTo, this.#touches.get(entry.hash) ?? 0));
       },
     });
     this.#startup = this.#folder.removeOrphans().catch((err: unknown) => this.#report('could not clean orphaned temporary files', err));
@@ -332,7 +341,12 @@ export class FileStorage implements Storage {
   #renew(id: string, entry: Entry, ttlMs: number): boolean {
     const ttl = Math.min(ttlMs, this.#maxAgeMs);
     if (!this.#cache.touch(id, ttl)) return false;
-    this.#touches.set(entry.hash, this.#now() + ttl);
+    const at = this.#now() + ttl;
+    entry.renewedTo = at;
+    if (!entry.pending) {
+      entry.pending = true;
+      this.#touches.set(entry.hash, at);
+    }
     return true;
   }
 
@@ -473,7 +487,7 @@ export class FileStorage implements Storage {
     const ttl = Math.min(ttlMs, this.#maxAgeMs);
     const previous = this.#cache.peek(id);
     const hash = previous?.hash ?? hashId(id);
-    const entry: Entry = { data, hash, marked: previous?.marked, cookieDue: previous?.cookieDue };
+    const entry: Entry = { data, hash, marked: previous?.marked, cookieDue: previous?.cookieDue, pending: false, renewedTo: 0 };
     this.#cache.set(id, entry, ttl);
     // After the set: replacing an expired entry disposes of it, which forgets its hash.
     this.#ids.set(hash, id);
@@ -525,7 +539,18 @@ export class FileStorage implements Storage {
 
   /** A session's expiry from its file's, counting a batched renewal, and never more than `maxAgeMs` ahead. */
   #expiry(hash: string, fileExpiresAt: number): number {
-    return Math.min(Math.max(fileExpiresAt, this.#touches.get(hash) ?? 0), this.#now() + this.#maxAgeMs);
+    return Math.min(Math.max(fileExpiresAt, this.#renewal(hash)), this.#now() + this.#maxAgeMs);
+  }
+
+  /**
+   * The latest batched extension of the session `hash` not yet written to its header (0 when
+   * none): the one its memory entry holds while it is pending there, else `#touches`'s.
+   */
+  #renewal(hash: string): number {
+    // Memory first: finding its entry expired there moves its renewal into the map.
+    const entry = this.#inMemory(hash);
+    const inMap = this.#touches.get(hash) ?? 0;
+    return entry?.pending === true ? Math.max(entry.renewedTo, inMap) : inMap;
   }
 
   /** The expiry of the session `hash` if it is live (memory's when held there, else its header's); reads 21 bytes at most. */
@@ -600,7 +625,7 @@ export class FileStorage implements Storage {
   async #load(id: string, hash: string): Promise<Entry | undefined> {
     // A batched extension not yet written counts: the session was used after the header was.
     // Taken before the read too, as a flush under way may take it from #touches meanwhile.
-    const renewed = this.#touches.get(hash) ?? 0;
+    const renewed = this.#renewal(hash);
     await this.#queue.settled(hash);
     let parsed: Parsed | string | undefined;
     try {
@@ -614,7 +639,7 @@ export class FileStorage implements Storage {
     if (current !== undefined) return current;
     if (parsed === undefined || typeof parsed === 'string') return undefined;
     const now = this.#now();
-    let expiresAt = Math.max(parsed.expiresAt, renewed, this.#touches.get(hash) ?? 0);
+    let expiresAt = Math.max(parsed.expiresAt, renewed, this.#renewal(hash));
     if (expiresAt > now + this.#maxAgeMs) {
       // Written under a longer max age than today's: cut, and the header with it at the next flush.
       expiresAt = now + this.#maxAgeMs;
@@ -629,7 +654,7 @@ export class FileStorage implements Storage {
     // Removed while this read was under way: the read must not bring it back.
     if (this.#removedWhileLoading.has(hash)) return undefined;
     // A file is written with an owner only once that owner's marker exists.
-    const entry: Entry = { data: parsed.data, hash, marked: ownerOf(parsed.data), cookieDue: undefined };
+    const entry: Entry = { data: parsed.data, hash, marked: ownerOf(parsed.data), cookieDue: undefined, pending: false, renewedTo: 0 };
     this.#cache.set(id, entry, ttl);
     this.#ids.set(hash, id);
     return entry;
@@ -736,9 +761,12 @@ export class FileStorage implements Storage {
     // Each extension stays in #touches, where reads and the sweep see it, until its header write
     // is queued (the queue then guards the file); a set or remove meanwhile makes it moot.
     await runLimited([...this.#touches.keys()], CONCURRENCY, async (hash) => {
-      const expiresAt = this.#touches.get(hash);
-      if (expiresAt === undefined) return;
+      if (!this.#touches.has(hash)) return;
+      const expiresAt = this.#renewal(hash);
       this.#touches.delete(hash);
+      // The next renewal of the entry in memory starts the next batch.
+      const entry = this.#inMemory(hash);
+      if (entry !== undefined) entry.pending = false;
       await this.#queue.enqueue(hash, { kind: 'touch', expiresAt }).catch((err: unknown) => this.#report('could not extend a session file\'s lifetime', err));
     });
   }

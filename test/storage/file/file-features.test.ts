@@ -473,4 +473,37 @@ describe('FileStorage: answers at once from memory', () => {
     await s.flush();
     assert.equal(readFileSync(fileOf(dir, id), 'latin1').slice(0, 21), header(clock.now() + MINUTE), 'the renewal reached the header at the flush');
   });
+
+  // A renewal puts the session's hash among those the next flush writes once; the renewals after
+  // it in the same batch are kept on its memory entry. Every way the batch is read must see the
+  // latest: the flush, a session that left memory meanwhile, the next batch.
+  it('writes the latest of several renewals in one batch, also for a session that left memory before the flush', async (t) => {
+    const { dir, clock, make } = setup(t);
+    const s = make({ maxInMemory: 1 });
+    const sync = (s as unknown as { [SYNC]: SyncStorage })[SYNC];
+    const [a, b] = [generateId(), generateId()];
+    await s.set(a, { a: 1 }, MINUTE);
+    clock.advance(10_000);
+    assert.equal(sync.touch(a, MINUTE), true, 'a first renewal');
+    clock.advance(10_000);
+    assert.equal(sync.touch(a, MINUTE), true, 'a second renewal in the same batch');
+    const latest = clock.now() + MINUTE;
+    await s.flush();
+    assert.equal(readFileSync(fileOf(dir, a), 'latin1').slice(0, 21), header(latest), 'the flush wrote the latest renewal, not the first');
+    clock.advance(10_000);
+    assert.equal(sync.touch(a, MINUTE), true, 'a renewal after the flush starts the next batch');
+    await s.flush();
+    assert.equal(readFileSync(fileOf(dir, a), 'latin1').slice(0, 21), header(clock.now() + MINUTE), 'which the next flush writes');
+    clock.advance(10_000);
+    assert.equal(sync.touch(a, MINUTE), true, 'a renewal');
+    clock.advance(10_000);
+    assert.equal(sync.touch(a, MINUTE), true, 'and another');
+    const evicted = clock.now() + MINUTE;
+    await s.set(b, { b: 1 }, MINUTE);
+    assert.equal(sync.get(a), NOT_NOW, 'the session left memory (maxInMemory 1) before the flush');
+    clock.advance(MINUTE - 5_000);
+    assert.deepEqual({ ...(await s.get(a)) }, { a: 1 }, 'read back from its file, it lives by its latest renewal, not by its header');
+    await s.flush();
+    assert.equal(readFileSync(fileOf(dir, a), 'latin1').slice(0, 21), header(evicted), 'and the flush wrote that renewal to its header');
+  });
 });
