@@ -250,7 +250,7 @@ export class ExpiringCache<K, V> {
    *   removed and reported as `'expire'`)
    */
   peek(key: K): V | undefined {
-    return this.#live(key)?.value;
+    return this.#live(key, this.#find(key))?.value;
   }
 
   /**
@@ -258,7 +258,7 @@ export class ExpiringCache<K, V> {
    * An expired entry is removed and reported as `'expire'`.
    */
   has(key: K): boolean {
-    return this.#live(key) !== undefined;
+    return this.#live(key, this.#find(key)) !== undefined;
   }
 
   /**
@@ -287,6 +287,8 @@ export class ExpiringCache<K, V> {
       if (entry.expiresAt <= t) {
         hadExpired = true;
         expired = entry.value;
+        // A new value where an expired one was: nothing of the old entry is kept.
+        entry.note = 0;
       }
       entry.value = value;
       entry.expiresAt = expiresAt;
@@ -338,7 +340,7 @@ export class ExpiringCache<K, V> {
    *   removed and reported as `'expire'`)
    */
   sizeOf(key: K): number | undefined {
-    return this.#live(key)?.size;
+    return this.#live(key, this.#find(key))?.size;
   }
 
   /**
@@ -348,7 +350,7 @@ export class ExpiringCache<K, V> {
    * @returns the note, or `undefined` when the key is missing or expired
    */
   noteOf(key: K): number | undefined {
-    return this.#live(key)?.note;
+    return this.#live(key, this.#find(key))?.note;
   }
 
   /**
@@ -357,7 +359,7 @@ export class ExpiringCache<K, V> {
    * @returns `false` when the key is missing or expired
    */
   setNote(key: K, note: number): boolean {
-    const entry = this.#live(key);
+    const entry = this.#live(key, this.#find(key));
     if (entry === undefined) return false;
     entry.note = note;
     return true;
@@ -370,7 +372,7 @@ export class ExpiringCache<K, V> {
    *   expired (then it is removed and reported as `'expire'` instead)
    */
   delete(key: K): boolean {
-    const entry = this.#live(key);
+    const entry = this.#live(key, this.#find(key));
     if (entry === undefined) return false;
     this.#remove(key, entry, 'delete');
     return true;
@@ -384,7 +386,7 @@ export class ExpiringCache<K, V> {
    *   removed and reported as `'expire'`)
    */
   expiresAt(key: K): number | undefined {
-    return this.#live(key)?.expiresAt;
+    return this.#live(key, this.#find(key))?.expiresAt;
   }
 
   /**
@@ -465,12 +467,12 @@ export class ExpiringCache<K, V> {
   }
 
   /**
-   * The live entry of a key; an expired one is removed and reported here. `get` passes the
-   * map's entry: it starts a request, whose key is a fresh string, which would be compared in
-   * full with the key remembered from the last request; so it goes to the map, and is
-   * remembered from then on for what follows on the same key.
+   * The live entry of a key, given as found (`#find`, or the map's own for `get`: it starts a
+   * request, whose key is a fresh string that would be compared in full with the key remembered
+   * from the last request); remembered from then on for what follows on the same key. An
+   * expired one is removed and reported here.
    */
-  #live(key: K, entry = this.#find(key)): Entry<V> | undefined {
+  #live(key: K, entry: Entry<V> | undefined): Entry<V> | undefined {
     if (entry === undefined) return undefined;
     this.#lastKey = key;
     this.#last = entry;

@@ -779,5 +779,10 @@ describe('ExpiringCache notes', () => {
     clock.now = 1000;
     assert.equal(cache.noteOf('a'), undefined, 'an expired entry has no note');
     assert.equal(cache.setNote('a', 9), false, 'and takes none');
+    cache.set('b', 1);
+    cache.setNote('b', 4);
+    clock.now = 2000;
+    cache.set('b', 2);
+    assert.equal(cache.noteOf('b'), 0, 'a value set where an expired one was starts from 0, not with the old note');
   });
 });

@@ -457,7 +457,7 @@ export class RedisStorage implements Storage {
    * The id last named, with its SHA-256 and its Redis key: a request reads its session, then
    * touches or patches it under the same id, which is hashed once.
    */
-  #named: Named = { id: '', hash: '', key: '' };
+  #named: Named | undefined;
 
   /**
    * @throws TypeError when an option is invalid (the client is none of the {@link RedisClient}s,
@@ -720,7 +720,7 @@ export class RedisStorage implements Storage {
   /** A session's id hash and Redis key (the prefix and the hash). */
   #name(id: string): Named {
     let named = this.#named;
-    if (named.id !== id) {
+    if (named === undefined || named.id !== id) {
       const hash = hashOf(id);
       named = { id, hash, key: this.#prefix + hash };
       this.#named = named;

@@ -598,8 +598,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'redis-name-kept-for-another-id',
     file: 'lib/storage/redis.ts',
-    find: '    if (named.id !== id) {',
-    replace: "    if (named.id === '') {",
+    find: '    if (named === undefined || named.id !== id) {',
+    replace: '    if (named === undefined) {',
     tests: ['test/storage/redis.test.ts'],
     why: 'the hash of the first id named is used for every later one: every session is read and written under one Redis key',
   },

@@ -115,6 +115,14 @@ describe('RedisStorage: clients and options', () => {
     }, notSupported, 'list: the same');
   });
 
+  it('names every id by its hash under the prefix, the empty one and one named twice in a row included', async () => {
+    const sent: string[][] = [];
+    const s = new RedisStorage({ client: async (args: string[]) => (sent.push(args), []), prefix: 'p:', ttlUpdateInterval: 0 });
+    const [a, b] = [newId(), newId()];
+    for (const id of ['', a, a, b, '']) await s.get(id);
+    assert.deepEqual(sent.map((args) => args[1]), ['', a, a, b, ''].map((id) => `p:${sha256(id)}`), 'each read names the key of its own id');
+  });
+
   it('refuses anything else with a TypeError that says what it expects', () => {
     for (const client of [undefined, null, {}, 'redis://127.0.0.1:6379', 6379, { sendCommand: 'no' }, { call: 1 }, [async () => 1]]) {
       assert.throws(() => new RedisStorage({ client: client as unknown as RedisClient }), (err: unknown) => err instanceof TypeError && EXPECTED_CLIENT.test(err.message), `client ${String(client)} is refused`);

@@ -266,10 +266,7 @@ export class FileStorage implements Storage {
   readonly [SYNC]: SyncStorage = {
     get: (id) => this.#cache.get(id)?.data ?? NOT_NOW,
     set: () => NOT_NOW,
-    touch: (id, ttlMs) => {
-      const entry = this.#cache.peek(id);
-      return entry === undefined || !this.#renew(id, entry, ttlMs) ? NOT_NOW : true;
-    },
+    touch: (id, ttlMs) => (this.#renew(id, ttlMs) ? true : NOT_NOW),
     cookieDue: (id) => this.#cache.peek(id)?.cookieDue,
     setCookieDue: (id, at) => {
       const entry = this.#cache.peek(id);
@@ -331,16 +328,19 @@ export class FileStorage implements Storage {
    */
   async touch(id: string, ttlMs: number): Promise<boolean> {
     const entry = await this.#entry(id);
-    return entry !== undefined && this.#renew(id, entry, ttlMs);
+    return entry !== undefined && this.#renew(id, ttlMs);
   }
 
   /**
    * Extends a session's life in memory at once and in its file at the next batch, for at most
    * `maxAgeMs`. @returns `false` when it is no longer in memory (expired meanwhile)
    */
-  #renew(id: string, entry: Entry, ttlMs: number): boolean {
+  #renew(id: string, ttlMs: number): boolean {
     const ttl = Math.min(ttlMs, this.#maxAgeMs);
     if (!this.#cache.touch(id, ttl)) return false;
+    // The entry in memory now (the one found last): a write while this touch waited for a read
+    // may have replaced the one it found.
+    const entry = this.#cache.peek(id) as Entry;
     const at = this.#now() + ttl;
     entry.renewedTo = at;
     if (!entry.pending) {

@@ -506,4 +506,20 @@ describe('FileStorage: answers at once from memory', () => {
     await s.flush();
     assert.equal(readFileSync(fileOf(dir, a), 'latin1').slice(0, 21), header(evicted), 'and the flush wrote that renewal to its header');
   });
+
+  it('renews the entry in memory when a write replaced the one a waiting touch found', async (t) => {
+    const { dir, clock, make } = setup(t);
+    const s = make();
+    const sync = (s as unknown as { [SYNC]: SyncStorage })[SYNC];
+    const id = generateId();
+    await s.set(id, { a: 1 }, MINUTE);
+    assert.equal(sync.touch(id, MINUTE), true, 'a renewal puts the session into the batch');
+    const touching = s.touch(id, 10 * MINUTE);
+    // Before the awaited touch goes on, a write replaces the session's entry in memory.
+    const patching = s.patch(id, change({ b: 2 }), MINUTE);
+    assert.equal(await touching, true, 'the touch found the session');
+    assert.equal(await patching, true, 'the patch applied');
+    await s.flush();
+    assert.equal(readFileSync(fileOf(dir, id), 'latin1').slice(0, 21), header(clock.now() + 10 * MINUTE), 'the touch\'s longer life reached the header: it renewed the entry the write put in memory');
+  });
 });
