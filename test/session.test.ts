@@ -508,6 +508,40 @@ describe('the session cookie', () => {
 });
 
 describe('commit semantics', () => {
+  it('leaves a removed key out of what it writes, on a storage without patch and across a regenerate', async (t) => {
+    const inner = new MemoryStorage();
+    t.after(() => inner.close());
+    // Only the contract's four required methods: the server merges and writes whole sessions.
+    const plain: Storage = {
+      get: (id) => inner.get(id),
+      set: (id, data, ttlMs) => inner.set(id, data, ttlMs),
+      touch: (id, ttlMs) => inner.touch(id, ttlMs),
+      remove: (id) => inner.remove(id),
+    };
+    const s = await serve(t, { sessionStorage: plain }, (s) => {
+      s.all('/set', (r) => {
+        r.session.setMap({ a: 1, b: 2, c: 3 });
+        r.response.write('ok');
+      });
+      s.all('/drop-a', (r) => {
+        r.session.remove('a');
+        r.response.write('ok');
+      });
+      s.all('/drop-b-regenerate', async (r) => {
+        r.session.remove('b');
+        await r.session.regenerate();
+        r.response.write('ok');
+      });
+      s.all('/get', (r) => r.response.write(r.session.data()));
+    });
+    const jar = new Jar();
+    await jar.send(s.port, '/set');
+    await jar.send(s.port, '/drop-a');
+    assert.equal((await jar.send(s.port, '/get')).body, '{"b":2,"c":3}', 'the merged write left the removed key out');
+    await jar.send(s.port, '/drop-b-regenerate');
+    assert.equal((await jar.send(s.port, '/get')).body, '{"c":3}', 'the session under the new id holds the kept data without the removed key');
+  });
+
   /** Routes that change the session and then fail, or not. */
   function failing(s: Server): void {
     seed(s);

@@ -604,6 +604,14 @@ export const MUTANTS: readonly Mutant[] = [
     why: 'the hash of the first id named is used for every later one: every session is read and written under one Redis key',
   },
   {
+    id: 'session-merge-keeps-removed',
+    file: 'lib/session.ts',
+    find: '    for (const k of Object.keys(base)) if (changes.size === 0 || changes.get(k) !== REMOVED) setOwn(out, k, base[k]);',
+    replace: '    for (const k of Object.keys(base)) setOwn(out, k, base[k]);',
+    tests: [SESSION],
+    why: 'a key the request removed comes back in the merged write (a storage without patch) and in a regenerated session',
+  },
+  {
     id: 'session-unconfirmed-cookie',
     file: 'lib/session.ts',
     find: '        if (cookie !== undefined && alive === undefined) return this.#confirmed(s, jar, secure, cookie);\n',
