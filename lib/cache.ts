@@ -481,15 +481,9 @@ export class ExpiringCache<K, V> {
     return undefined;
   }
 
-  /** The entry of a key, expired or not: the one last found, or the map's. */
+  /** The entry of a key, expired or not: the one last found (by `#live`), or the map's. */
   #find(key: K): Entry<V> | undefined {
-    if (this.#last !== undefined && key === this.#lastKey) return this.#last;
-    const entry = this.#map.get(key);
-    if (entry !== undefined) {
-      this.#lastKey = key;
-      this.#last = entry;
-    }
-    return entry;
+    return this.#last !== undefined && key === this.#lastKey ? this.#last : this.#map.get(key);
   }
 
   /** Forgets the entry last found (it left the map). */
