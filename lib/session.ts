@@ -423,11 +423,6 @@ function applyChanges(base: SessionData | undefined, changes: ReadonlyMap<string
   return out;
 }
 
-/** The changes of a session (for reading). */
-function changesOf(s: SessionState): ReadonlyMap<string, Change> {
-  return s.changes;
-}
-
 /** Whether a new session holds anything worth creating it for (more than its creation time). */
 function worthKeeping(data: SessionData): boolean {
   for (const k in data) if (k !== META.created) return true;
@@ -593,22 +588,45 @@ export class SessionManager {
           throw asStorageError(err, 'read');
         }
       }
-      if (data === NOT_NOW) return this.#loadAsync(ids, i, request);
+      if (data === NOT_NOW) return this.#readFrom(ids, i, request);
       if (data !== undefined && this.#remainingLife(data) > 0) return new Session<T>(this.#ctx, id, data);
       // Past its absolute timeout, or unknown: never adopted.
-      if (data !== undefined) return this.#loadAsync(ids, i, request);
+      if (data !== undefined) return this.#loadAsync(ids, i, request, data);
       this.#config.emit?.({ type: 'refused', idHash: hashId(id), reason: 'unknown' }, request);
     }
     return new Session<T>(this.#ctx, '', undefined);
   }
 
-  /** {@link SessionManager.load} from the `i`th id on, awaiting the storage. */
-  async #loadAsync<T extends object>(ids: readonly string[], from: number, request: unknown): Promise<Session<T>> {
+  /**
+   * {@link SessionManager.load} from the `i`th id on (well-formed), awaiting the storage: the
+   * commonest case, a live session, in one step, without the loop's async function.
+   */
+  #readFrom<T extends object>(ids: readonly string[], i: number, request: unknown): Promise<Session<T>> {
+    const id = ids[i] as string;
+    let reading: Promise<SessionData | undefined>;
+    try {
+      reading = Promise.resolve(this.storage.get(id));
+    } catch (err) {
+      return Promise.reject(asStorageError(err, 'read'));
+    }
+    return reading.then(
+      (data) => (data !== undefined && this.#remainingLife(data) > 0 ? new Session<T>(this.#ctx, id, data) : this.#loadAsync<T>(ids, i, request, data)),
+      (err: unknown) => {
+        throw asStorageError(err, 'read');
+      },
+    );
+  }
+
+  /**
+   * {@link SessionManager.load} from the `i`th id on, awaiting the storage; `first` is what the
+   * storage answered for that id (not adopted: unknown, or past its absolute timeout).
+   */
+  async #loadAsync<T extends object>(ids: readonly string[], from: number, request: unknown, first: SessionData | undefined): Promise<Session<T>> {
     const emit = this.#config.emit;
     for (let i = from; i < ids.length; i++) {
       const id = ids[i] as string;
       if (i > from && !this.#wellFormed(id, request)) continue;
-      const data = await this.#read(id);
+      const data = i === from ? first : await this.#read(id);
       if (data !== undefined && this.#remainingLife(data) > 0) return new Session<T>(this.#ctx, id, data);
       if (data !== undefined) {
         // Past its absolute timeout: gone for good, whatever its idle timeout says.
@@ -655,7 +673,7 @@ export class SessionManager {
       if (s.touched && changed(s)) {
         // A storage that never writes at once (FileStorage, RedisStorage): the awaited commit.
         const patch = sync.patch;
-        if (patch === undefined) return this.#commitAsync(s, jar, secure, request);
+        if (patch === undefined) return this.#update(s).then((written) => this.#setCookie(s, jar, secure, written ? this.#cookieAfterWrite(s, secure) : undefined));
         const remember = lookup(s, META.remember);
         const created = lookup(s, META.created);
         const written = this.#now(() => patch(s.id, changeSet(s), this.#ttl(remember, created)), 'write');
@@ -751,7 +769,7 @@ export class SessionManager {
     } else if (s.id === s.origin) {
       // The loaded session, same id: write the changes, or extend its life.
       if (s.touched && changed(s)) {
-        if (await this.#update(s)) cookie = this.#cookieIfDue(s.id, lookup(s, META.remember), lookup(s, META.created), secure, changesOf(s).has(META.remember));
+        if (await this.#update(s)) cookie = this.#cookieAfterWrite(s, secure);
       } else if (s.base !== undefined) {
         let alive = await this.#touch(s.id, this.#ttlOf(s));
         cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
@@ -781,6 +799,11 @@ export class SessionManager {
       if (s.retire) await this.#remove(s.origin);
     }
     return this.#setCookie(s, jar, secure, cookie);
+  }
+
+  /** The session cookie after a write of the loaded session, when due (always when the write changed its life). */
+  #cookieAfterWrite(s: SessionState, secure: boolean): string | undefined {
+    return this.#cookieIfDue(s.id, lookup(s, META.remember), lookup(s, META.created), secure, s.changes.has(META.remember));
   }
 
   /** Puts the session cookie (or its expiry) in the jar. @returns whether it did */
@@ -901,17 +924,21 @@ export class SessionManager {
    * `patch` when it has one, else by reading, merging and writing under this process's lock.
    * @returns `false` when the session no longer exists (nothing is written then)
    */
-  async #update(s: SessionState): Promise<boolean> {
+  #update(s: SessionState): Promise<boolean> {
     const storage = this.storage;
     const id = s.id;
     const ttl = this.#ttlOf(s);
     if (typeof storage.patch === 'function') {
-      if (!this.#storageChecksSize) this.#checkSize(view(s));
+      let writing: Promise<boolean>;
       try {
-        return await storage.patch(id, changeSet(s), ttl);
+        if (!this.#storageChecksSize) this.#checkSize(view(s));
+        writing = Promise.resolve(storage.patch(id, changeSet(s), ttl));
       } catch (err) {
-        throw asStorageError(err, 'write');
+        return Promise.reject(asStorageError(err, 'write'));
       }
+      return writing.then(undefined, (err: unknown) => {
+        throw asStorageError(err, 'write');
+      });
     }
     return this.#lock(id, async () => {
       const current = await this.#read(id);

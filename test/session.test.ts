@@ -995,4 +995,65 @@ describe('storage failures', () => {
     storage.heal();
     assert.equal((await jar.send(s.port, '/get')).body, '{"time":1700000000}', 'once the storage heals, the session is there again');
   });
+  it('answers 503 when an atomic patch fails, and keeps the session as it was', async (t) => {
+    const errors: unknown[] = [];
+    // A user's storage with patch (awaited: not one of the library's own), whose patch breaks on demand.
+    const storage = new FailingStorage(new MemoryStorage());
+    const s = await serve(t, { sessionStorage: storage, onError: (e) => errors.push(e) }, (s) => {
+      s.get('/set', (r) => {
+        r.session.set('n', Number(r.query.get('n')));
+        r.response.write('ok');
+      });
+      s.get('/get', (r) => r.response.write(r.session.data()));
+    });
+    const jar = new Jar();
+    await jar.send(s.port, '/set?n=1');
+    storage.fail('patch', () => new Error('disk full'));
+    const w = await jar.send(s.port, '/set?n=2');
+    assert.equal(w.status, 503, 'a failing patch answers 503');
+    assert.deepEqual(storage.failed.map((f) => f.method), ['patch'], 'the write went through patch');
+    assert.equal(errors.length, 1, 'the failure is reported once');
+    assert.equal((errors[0] as { code: string }).code, 'ESTORAGE', 'the failure is reported as a StorageError');
+    storage.heal();
+    assert.equal((await jar.send(s.port, '/get')).body, '{"n":1}', 'the session keeps what it held before the failed write');
+  });
+});
+
+describe('absolute timeout on an awaited storage', () => {
+  it('never adopts a session past its lifetime that the storage still hands over, and deletes it', async (t) => {
+    const clock = new Clock();
+    // A user's storage that ignores the time to live it is given: only the manager's check stands.
+    const held = new Map<string, SessionData>();
+    const removed: string[] = [];
+    const storage: Storage = {
+      get: async (id) => held.get(id),
+      set: async (id, data) => {
+        held.set(id, data);
+      },
+      touch: async (id) => held.has(id),
+      remove: async (id) => {
+        removed.push(id);
+        held.delete(id);
+      },
+    };
+    const s = await serve(t, { sessionStorage: storage, now: clock.now, sessionMaxAge: '1h', sessionMaxLifetime: '10m' }, (s) => {
+      s.get('/set', (r) => {
+        r.session.set('user', 'ann');
+        r.response.write('ok');
+      });
+      s.get('/get', (r) => r.response.write(r.session.data()));
+    });
+    const expired: string[] = [];
+    s.sessions.on('expired', (event) => expired.push(event.idHash));
+    const jar = new Jar(clock);
+    await jar.send(s.port, '/set');
+    const id = jar.cookies.get('sid') as string;
+    clock.advance(9 * 60_000);
+    assert.equal((await jar.send(s.port, '/get')).body, '{"user":"ann"}', 'adopted within its lifetime');
+    clock.advance(60_001);
+    assert.equal(held.has(id), true, 'the storage still holds the session past its lifetime');
+    assert.equal((await send(s.port, '/get', { headers: { cookie: `sid=${id}` } })).body, '{}', 'past its lifetime the session is not adopted');
+    assert.deepEqual(removed, [id], 'and its record is deleted');
+    assert.equal(expired.length, 1, 'an expired event is sent');
+  });
 });

@@ -496,10 +496,9 @@ export class RedisStorage implements Storage {
   };
 
   /** The session (one `HGETALL`), or `undefined` when it is missing, expired or not valid JSON. */
-  async get(id: string): Promise<SessionData | undefined> {
+  get(id: string): Promise<SessionData | undefined> {
     const { key } = this.#name(id);
-    const reply = await this.#run('read', (send) => send(key, ['HGETALL', key]));
-    return decode(reply);
+    return this.#run('read', (send) => send(key, ['HGETALL', key]), decode);
   }
 
   /**
@@ -833,23 +832,23 @@ export class RedisStorage implements Storage {
    * Runs a script by its digest (`args` is its `EVALSHA` command); sends it whole (`EVAL`) when
    * the server does not know it.
    */
-  async #eval(send: Send, s: Script, key: string, args: string[]): Promise<unknown> {
-    try {
-      return await send(key, args);
-    } catch (err) {
+  #eval(send: Send, s: Script, key: string, args: string[]): Promise<unknown> {
+    return send(key, args).then(undefined, (err: unknown) => {
       if (!/^NOSCRIPT\b/.test(errorMessage(err))) throw err;
-    }
-    const again = args.slice();
-    again[0] = 'EVAL';
-    again[1] = s.source;
-    return send(key, again);
+      const again = args.slice();
+      again[0] = 'EVAL';
+      again[1] = s.source;
+      return send(key, again);
+    });
   }
 
   /**
-   * Runs one operation against the client within the timeout. Any failure becomes a
-   * `StorageError`.
+   * Runs one operation against the client within the timeout, and `map` on its answer. Any
+   * failure of the client becomes a `StorageError`; `map`'s own error is passed on as it is.
    */
-  #run(what: string, work: (send: Send) => Promise<unknown>): Promise<unknown> {
+  #run(what: string, work: (send: Send) => Promise<unknown>): Promise<unknown>;
+  #run<R>(what: string, work: (send: Send) => Promise<unknown>, map: (reply: unknown) => R): Promise<R>;
+  #run(what: string, work: (send: Send) => Promise<unknown>, map?: (reply: unknown) => unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
       let settled = false;
       const timer = setTimeout(() => {
@@ -869,7 +868,15 @@ export class RedisStorage implements Storage {
           if (settled) return;
           settled = true;
           clearTimeout(timer);
-          resolve(reply);
+          if (map === undefined) {
+            resolve(reply);
+            return;
+          }
+          try {
+            resolve(map(reply));
+          } catch (err) {
+            reject(err);
+          }
         },
         (err: unknown) => {
           if (settled) return;
