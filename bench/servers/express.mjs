@@ -16,17 +16,17 @@ const options = {
   secret: 'bench secret: not a real one, long enough for everybody',
   resave: false,
   saveUninitialized: false,
-  cookie: { secure: false, httpOnly: true, sameSite: 'lax', maxAge: 60_000 },
+  cookie: { secure: false, httpOnly: true, sameSite: 'lax', maxAge: 600_000 },
 };
 if (process.env.STORE === 'file') {
   const FileStore = sessionFileStore(session);
-  // ttl follows the cookie's maxAge (60 s); defaults otherwise (retries, write-file-atomic).
-  options.store = new FileStore({ path: join(tmpdir(), 'sessions'), ttl: 60 });
+  // ttl follows the cookie's maxAge (10 min); defaults otherwise (retries, write-file-atomic).
+  options.store = new FileStore({ path: join(tmpdir(), 'sessions'), ttl: 600 });
 } else if (process.env.STORE === 'redis') {
   const { RedisStore } = await import('connect-redis');
   const { createClient } = await import('redis');
   const client = await createClient({ url: process.env.REDIS_URL }).connect();
-  // Defaults otherwise: prefix 'sess:', the ttl from the cookie's maxAge (60 s), touch on.
+  // Defaults otherwise: prefix 'sess:', the ttl from the cookie's maxAge (10 min), touch on.
   options.store = new RedisStore({ client });
 }
 

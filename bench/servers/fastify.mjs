@@ -24,7 +24,7 @@ await app.register(fastifySession, {
   secret: 'bench secret: not a real one, long enough for everybody',
   saveUninitialized: false,
   rolling: false,
-  cookie: { secure: false, httpOnly: true, sameSite: 'lax', path: '/', maxAge: 60_000 },
+  cookie: { secure: false, httpOnly: true, sameSite: 'lax', path: '/', maxAge: 600_000 },
 });
 /** This process's writes: every /set stores a new count, as on every server of the bench. */
 let writes = 0;

@@ -2,7 +2,7 @@
  * The floor on Redis: the least a session in Redis can cost on node:http. servers/floor.mjs
  * with each session as one JSON string in Redis instead of a Map entry, through node-redis: a
  * read is one GET; a write a GET (does the session exist?) then a SET; a new session one SET.
- * Every SET gives the session 60 s (PX), as the other servers' sessions live 60 s; a read does
+ * Every SET gives the session 10 min (PX), as the other servers' sessions live 10 min; a read does
  * not extend it. No signing, no merging of concurrent writes, no owner index.
  *
  *   PORT=3000 REDIS_URL=redis://127.0.0.1:6379 node servers/floor-redis.mjs
@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import { NAME, cookieId } from './floor-cookie.mjs';
 import { createClient } from 'redis';
 
-const MAX_AGE = 60;
+const MAX_AGE = 600;
 const PREFIX = 'floor:';
 const client = await createClient({ url: process.env.REDIS_URL || 'redis://127.0.0.1:6379' }).connect();
 /** This process's writes: every /set stores a new count, as on every server of the bench. */

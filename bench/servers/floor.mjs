@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { NAME, cookieId } from './floor-cookie.mjs';
 
-const MAX_AGE = 60;
+const MAX_AGE = 600;
 /** @type {Map<string, Record<string, number>>} */
 const sessions = new Map();
 /** This process's writes: every /set stores a new count, as on every server of the bench. */
