@@ -929,9 +929,14 @@ export class SessionManager {
     const id = s.id;
     const ttl = this.#ttlOf(s);
     if (typeof storage.patch === 'function') {
-      let writing: Promise<boolean>;
+      // The size check first, its error as it is (not the storage's: nothing was sent to it).
       try {
         if (!this.#storageChecksSize) this.#checkSize(view(s));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      let writing: Promise<boolean>;
+      try {
         writing = Promise.resolve(storage.patch(id, changeSet(s), ttl));
       } catch (err) {
         return Promise.reject(asStorageError(err, 'write'));

@@ -1019,6 +1019,33 @@ describe('storage failures', () => {
   });
 });
 
+describe('the size check of an awaited patch', () => {
+  it('passes on its own error as it is: a session the storage handed over that is not JSON is no storage outage (500, not 503)', async (t) => {
+    const errors: unknown[] = [];
+    const patched: string[] = [];
+    // A user's storage with patch and without configure (so the manager checks the size), whose
+    // get hands over a value JSON cannot hold.
+    const storage: Storage = {
+      get: async () => ({ big: 1n }) as unknown as SessionData,
+      set: async () => undefined,
+      patch: async (id) => (patched.push(id), true),
+      touch: async () => true,
+      remove: async () => undefined,
+    };
+    const s = await serve(t, { sessionStorage: storage, onError: (e) => errors.push(e) }, (s) => {
+      s.get('/set', (r) => {
+        r.session.set('n', 1);
+        r.response.write('ok');
+      });
+    });
+    const res = await send(s.port, '/set', { headers: { cookie: `sid=${generateId()}` } });
+    assert.equal(res.status, 500, 'a programming error answers 500');
+    assert.deepEqual(patched, [], 'nothing was sent to the storage');
+    assert.equal(errors.length, 1, 'the error is reported once');
+    assert.ok(errors[0] instanceof TypeError, `the error is JSON's own TypeError, not a StorageError: ${String(errors[0])}`);
+  });
+});
+
 describe('absolute timeout on an awaited storage', () => {
   it('never adopts a session past its lifetime that the storage still hands over, and deletes it', async (t) => {
     const clock = new Clock();

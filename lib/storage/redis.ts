@@ -833,7 +833,7 @@ export class RedisStorage implements Storage {
    * the server does not know it.
    */
   #eval(send: Send, s: Script, key: string, args: string[]): Promise<unknown> {
-    return send(key, args).then(undefined, (err: unknown) => {
+    return Promise.resolve(send(key, args)).then(undefined, (err: unknown) => {
       if (!/^NOSCRIPT\b/.test(errorMessage(err))) throw err;
       const again = args.slice();
       again[0] = 'EVAL';
@@ -858,7 +858,8 @@ export class RedisStorage implements Storage {
       timer.unref();
       let pending: Promise<unknown>;
       try {
-        pending = work(this.#send);
+        // A plain function client may answer with a value rather than a promise.
+        pending = Promise.resolve(work(this.#send));
       } catch (err) {
         pending = Promise.reject(err);
       }

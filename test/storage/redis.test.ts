@@ -123,6 +123,20 @@ describe('RedisStorage: clients and options', () => {
     assert.deepEqual(sent.map((args) => args[1]), ['', a, a, b, ''].map((id) => `p:${sha256(id)}`), 'each read names the key of its own id');
   });
 
+  it('takes a function client that answers with a plain value instead of a promise', async () => {
+    const sent: string[] = [];
+    // Answers at once: the session's hash for a read, 1 (done, no owner) for every script.
+    const client = ((args: string[]) => (sent.push(args[0] as string), args[0] === 'HGETALL' ? ['m:v', '1', 'k:a', '1'] : 1)) as unknown as RedisClient;
+    const s = new RedisStorage({ client, prefix: 'p:', ttlUpdateInterval: 0 });
+    const id = newId();
+    assert.deepEqual({ ...(await s.get(id)) }, { a: 1 }, 'a read is decoded');
+    await s.set(id, { a: 2 }, MINUTE);
+    assert.equal(await s.patch(id, { set: { b: 1 }, remove: [], clear: false }, MINUTE), true, 'a patch is applied');
+    assert.equal(await s.touch(id, MINUTE), true, 'a touch tells the session exists');
+    await s.remove(id);
+    assert.deepEqual(sent, ['HGETALL', 'EVALSHA', 'EVALSHA', 'EVALSHA', 'EVALSHA'], 'every operation reached the client once');
+  });
+
   it('refuses anything else with a TypeError that says what it expects', () => {
     for (const client of [undefined, null, {}, 'redis://127.0.0.1:6379', 6379, { sendCommand: 'no' }, { call: 1 }, [async () => 1]]) {
       assert.throws(() => new RedisStorage({ client: client as unknown as RedisClient }), (err: unknown) => err instanceof TypeError && EXPECTED_CLIENT.test(err.message), `client ${String(client)} is refused`);
