@@ -603,18 +603,7 @@ export class SessionManager {
    */
   #readFrom<T extends object>(ids: readonly string[], i: number, request: unknown): Promise<Session<T>> {
     const id = ids[i] as string;
-    let reading: Promise<SessionData | undefined>;
-    try {
-      reading = Promise.resolve(this.storage.get(id));
-    } catch (err) {
-      return Promise.reject(asStorageError(err, 'read'));
-    }
-    return reading.then(
-      (data) => (data !== undefined && this.#remainingLife(data) > 0 ? new Session<T>(this.#ctx, id, data) : this.#loadAsync<T>(ids, i, request, data)),
-      (err: unknown) => {
-        throw asStorageError(err, 'read');
-      },
-    );
+    return this.#read(id).then((data) => (data !== undefined && this.#remainingLife(data) > 0 ? new Session<T>(this.#ctx, id, data) : this.#loadAsync<T>(ids, i, request, data)));
   }
 
   /**
@@ -935,15 +924,8 @@ export class SessionManager {
       } catch (err) {
         return Promise.reject(err);
       }
-      let writing: Promise<boolean>;
-      try {
-        writing = Promise.resolve(storage.patch(id, changeSet(s), ttl));
-      } catch (err) {
-        return Promise.reject(asStorageError(err, 'write'));
-      }
-      return writing.then(undefined, (err: unknown) => {
-        throw asStorageError(err, 'write');
-      });
+      const patch = storage.patch;
+      return fromStorage('write', () => patch.call(storage, id, changeSet(s), ttl));
     }
     return this.#lock(id, async () => {
       const current = await this.#read(id);
@@ -959,12 +941,8 @@ export class SessionManager {
     if (size > this.#config.maxSize) throw sessionTooLarge(size, this.#config.maxSize);
   }
 
-  async #read(id: string): Promise<SessionData | undefined> {
-    try {
-      return await this.storage.get(id);
-    } catch (err) {
-      throw asStorageError(err, 'read');
-    }
+  #read(id: string): Promise<SessionData | undefined> {
+    return fromStorage('read', () => this.storage.get(id));
   }
 
   async #write(id: string, data: SessionData, ttl: number): Promise<void> {
@@ -1018,6 +996,22 @@ export class SessionManager {
       if (this.#locks.get(id) === tail) this.#locks.delete(id);
     }
   }
+}
+
+/**
+ * Calls the storage: its failure, thrown or rejected, becomes a `StorageError` (a 503), without
+ * an async function of its own on the way.
+ */
+function fromStorage<R>(what: string, call: () => R | Promise<R>): Promise<R> {
+  let pending: Promise<R>;
+  try {
+    pending = Promise.resolve(call());
+  } catch (err) {
+    return Promise.reject(asStorageError(err, what));
+  }
+  return pending.then(undefined, (err: unknown) => {
+    throw asStorageError(err, what);
+  });
 }
 
 function asStorageError(err: unknown, what: string): SessionError {
