@@ -846,7 +846,7 @@ function mdTable(header: Row, rows: Row[], right: Set<number> = NUMERIC): string
  */
 const TARGET_HEADER: Row = ['target', 'req/s ratio', 'by CPU/req', 'required', 'met (req/s, CPU)'];
 
-function targetRows(rounds: Rounds, disk: DiskResult): Row[] {
+function targetRows(results: ServerResult[], rounds: Rounds, disk: DiskResult): Row[] {
   const rows: Row[] = [];
   const fmt = (x: number | undefined): string => (x === undefined ? '–' : `${x >= 10 ? x.toFixed(1) : x.toFixed(3)}×`);
   const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined || !Number.isFinite(a / b) ? undefined : a / b);
@@ -865,7 +865,7 @@ function targetRows(rounds: Rounds, disk: DiskResult): Row[] {
   add('FileStorage read / floor', 'file', 'floor', 'read', 0.7);
   add('FileStorage read / session-file-store', 'file', 'express-file', 'read', 30);
   add('FileStorage write / session-file-store', 'file', 'express-file', 'write', 2.5);
-  const fileWrite = combine(SERVERS.find((x) => x.key === 'file') as ServerSpec, rounds.get('file') ?? []).scenarios.write;
+  const fileWrite = results.find((r) => r.spec.key === 'file')?.scenarios.write;
   push('FileStorage write / disk temp+rename rate', ratio(fileWrite?.rps, Number.isFinite(disk.rate) ? disk.rate : undefined), ratio(disk.cpuUs, fileWrite?.cpuUs), 0.8);
   add('FileStorage new / session-file-store', 'file', 'express-file', 'new', 2.5);
   return rows;
@@ -1268,7 +1268,7 @@ async function main(): Promise<void> {
     systemShare: median(disks.map((d) => d.systemShare)),
   };
   const rows = resultRows(results, rounds);
-  const targets = targetRows(rounds, disk);
+  const targets = targetRows(results, rounds, disk);
   console.log(`\n${textTable(HEADER, rows)}`);
   console.log(`\ndisk temp+rename: ${fmtInt(disk.rate)} writes/s; FileStorage write: ${fmtRatio((results.find((r) => r.spec.key === 'file')?.scenarios.write?.rps ?? NaN) / disk.rate)} of it`);
   console.log(`\n${textTable(TARGET_HEADER, targets, new Set([1, 2]))}`);
