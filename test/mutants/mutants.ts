@@ -34,6 +34,7 @@ const MEMORY_MUTANTS = 'test/storage/memory-mutants.test.ts';
 const FILE = 'test/storage/file/file-storage.test.ts';
 const FILE_HOSTILE = 'test/storage/file/file-hostile.test.ts';
 const FILE_MUTANTS = 'test/storage/file/mutants-file.test.ts';
+const FILE_WRITES = 'test/storage/file/file-writes.test.ts';
 const CSRF = 'test/csrf.test.ts';
 
 export const MUTANTS: readonly Mutant[] = [
@@ -785,7 +786,7 @@ export const MUTANTS: readonly Mutant[] = [
   },
   {
     id: 'file-rewrite-follows-links',
-    file: 'lib/storage/file/files.ts',
+    file: 'lib/storage/file/writer-thread.ts',
     find: 'REWRITE_FLAGS = fsc.O_RDWR | fsc.O_NOFOLLOW |',
     replace: 'REWRITE_FLAGS = fsc.O_RDWR |',
     tests: [FILE, FILE_HOSTILE],
@@ -802,7 +803,7 @@ export const MUTANTS: readonly Mutant[] = [
   },
   {
     id: 'file-rewrite-creates',
-    file: 'lib/storage/file/files.ts',
+    file: 'lib/storage/file/writer-thread.ts',
     find: 'REWRITE_FLAGS = fsc.O_RDWR | fsc.O_NOFOLLOW |',
     replace: 'REWRITE_FLAGS = fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW |',
     tests: [FILE_MUTANTS, FILE],
@@ -817,10 +818,34 @@ export const MUTANTS: readonly Mutant[] = [
     why: 'a short write is taken for the whole file: a truncated session file is renamed into place',
   },
   {
+    id: 'file-header-short-write-ignored',
+    file: 'lib/storage/file/writer-thread.ts',
+    find: '      at += n;\n    }',
+    replace: '      at += n;\n      break;\n    }',
+    tests: [FILE_WRITES],
+    why: 'a short write of a renewal\'s header is taken for the whole header: a torn expiry is left in the file, which then reads as corrupt',
+  },
+  {
+    id: 'file-header-keeps-expiry-beyond-max-age',
+    file: 'lib/storage/file/writer-thread.ts',
+    find: '    if (current >= expiresAt && current <= now + maxAgeMs) return \'kept\';',
+    replace: '    if (current >= expiresAt) return \'kept\';',
+    tests: [FILE_HOSTILE, FILE],
+    why: 'a header promising more than maxAgeMs (the max age was lowered, or a file was planted) keeps its expiry at the next renewal',
+  },
+  {
+    id: 'file-header-bad-file-kept',
+    file: 'lib/storage/file/files.ts',
+    find: "    if (outcome === 'not a session') await this.putAside(hash, maxSize);",
+    replace: '',
+    tests: [FILE_HOSTILE, FILE],
+    why: 'a renewal that meets a file that is not a session (a FIFO, a planted link) leaves it at the session\'s name instead of setting it aside',
+  },
+  {
     id: 'file-thread-fsync-dropped',
     file: 'lib/storage/file/writer.ts',
-    find: '      worker.postMessage({ id, tmp, file, content, fsync } satisfies WriteRequest);',
-    replace: '      worker.postMessage({ id, tmp, file, content, fsync: false } satisfies WriteRequest);',
+    find: "    await this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync });",
+    replace: "    await this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync: false });",
     tests: [FILE_MUTANTS],
     why: 'fsync: true is not passed to the writer threads: nothing is synced on the default write path',
   },

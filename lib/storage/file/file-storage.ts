@@ -667,7 +667,7 @@ export class FileStorage implements Storage {
         await this.#applyWrite(hash, op.json, op.expiresAt, op.owner);
         return;
       case 'touch':
-        await this.#folder.writeHeader(hash, op.expiresAt, this.#maxAgeMs, this.#maxSize);
+        await this.#folder.writeHeader(hash, op.expiresAt, this.#maxAgeMs, this.#maxSize, this.#writer);
         return;
       case 'unlink':
         await this.#folder.unlinkSession(hash);

@@ -24,12 +24,14 @@ import {
   closeSync,
   constants as fsc,
   fstatSync,
+  fstat as fstatCb,
   fsync as fsyncCb,
   linkSync,
   lstatSync,
   mkdirSync,
   open as openCb,
   openSync,
+  read as readCb,
   readFileSync,
   readSync,
   readdirSync,
@@ -48,13 +50,15 @@ import { threadId } from 'node:worker_threads';
 import { describe } from '../../duration.js';
 import { StorageError, errCode } from '../../errors.js';
 import { DAY_MS, HEADER_SIZE, type Parsed, header, parseFile, parseHeader } from './format.js';
-import type { WriteIo } from './writer-thread.js';
-import type { WriterHooks } from './writer.js';
+import { type HeaderOutcome, type WriteIo, rewriteHeader } from './writer-thread.js';
+import type { Writer, WriterHooks } from './writer.js';
 
 /** The write calls of Node's thread pool path (`writerThreads: 0`), as promises. */
 const poolIo: WriteIo = {
   open: (path, flags, mode) => new Promise((res, rej) => openCb(path, flags, mode, (e, fd) => (e === null ? res(fd) : rej(e)))),
-  write: (fd, buffer, offset, length) => new Promise((res, rej) => writeCb(fd, buffer, offset, length, null, (e, n) => (e === null ? res(n) : rej(e)))),
+  stat: (fd) => new Promise((res, rej) => fstatCb(fd, (e, st) => (e === null ? res(st) : rej(e)))),
+  read: (fd, buffer, offset, length, position) => new Promise((res, rej) => readCb(fd, buffer, offset, length, position, (e, n) => (e === null ? res(n) : rej(e)))),
+  write: (fd, buffer, offset, length, position) => new Promise((res, rej) => writeCb(fd, buffer, offset, length, position ?? null, (e, n) => (e === null ? res(n) : rej(e)))),
   fsync: (fd) => new Promise((res, rej) => fsyncCb(fd, (e) => (e === null ? res() : rej(e)))),
   close: (fd) => new Promise((res, rej) => closeCb(fd, (e) => (e === null ? res() : rej(e)))),
   rename: (from, to) => new Promise((res, rej) => renameCb(from, to, (e) => (e === null ? res() : rej(e)))),
@@ -63,8 +67,8 @@ const poolIo: WriteIo = {
 
 /**
  * @internal The file-system calls tests make fail or wait, which `chmod` cannot do for root:
- * `open` (reads, header rewrites, owner index markers) and `rename` (set-asides) of
- * `fs/promises`, `io` (every call of a write through Node's thread pool), and `writerHooks`,
+ * `open` (reads and owner index markers) and `rename` (set-asides) of `fs/promises`, `io` (every
+ * call of a write or a header rewrite through Node's thread pool), and `writerHooks`,
  * which storages created while it is set hand to their writer threads (see {@link WriterHooks}).
  * Not exported by the package's entry point.
  */
@@ -100,8 +104,6 @@ const MAX_NEW_FOLDERS = 64;
  * never as a controlling terminal. `fstat` then tells whether it is a regular file.
  */
 const READ_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY;
-/** The same, to rewrite the header in place. */
-const REWRITE_FLAGS = fsc.O_RDWR | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY;
 /** Creates an owner index marker: only if nothing is at its name, so never through a link nor into a FIFO. */
 const MARK_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY;
 /** This process's user, to check that folders and files are ours; `undefined` where there are no uids. */
@@ -622,40 +624,24 @@ export class Folder {
 
   /**
    * Rewrites the expiry digits in place, to a later expiry, or to `expiresAt` when the header
-   * promises more than `maxAgeMs` from now. Never creates a file, never follows a link, never
-   * waits; a file that is not a session file is set aside instead.
+   * promises more than `maxAgeMs` from now: on `writer`'s threads, or on Node's thread pool
+   * without one (see `rewriteHeader`). Never creates a file, never follows a link, never waits;
+   * a file that is not a session file is set aside instead.
    */
-  async writeHeader(hash: string, expiresAt: number, maxAgeMs: number, maxSize: number): Promise<void> {
-    if (!(await this.verify(hash.slice(0, 2)))) return;
+  async writeHeader(hash: string, expiresAt: number, maxAgeMs: number, maxSize: number, writer: Writer | undefined): Promise<void> {
+    const shard = hash.slice(0, 2);
+    if (!(await this.verify(shard))) return;
     const file = this.file(hash);
-    let fh: FileHandle;
+    const now = this.#now();
+    let outcome: HeaderOutcome;
     try {
-      fh = await fsCalls.open(file, REWRITE_FLAGS);
+      outcome = await (writer === undefined ? rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : writer.header(file, expiresAt, maxAgeMs, now, Number.parseInt(shard, 16)));
     } catch (err) {
-      if (errCode(err) === 'ENOENT') return;
+      // An open refused because of what is at the name (a folder, say): that is set aside.
       if ((await whatIsAt(file)) === undefined) throw err;
-      await this.putAside(hash, maxSize);
-      return;
+      outcome = 'not a session';
     }
-    let bad = false;
-    try {
-      const st = await fh.stat();
-      const head = Buffer.alloc(HEADER_SIZE);
-      const current = st.isFile() ? parseHeader(head.subarray(0, (await fh.read(head, 0, HEADER_SIZE, 0)).bytesRead), this.#now()) : kindOf(st);
-      if (typeof current === 'string') {
-        bad = true;
-      } else if (current < expiresAt || current > this.#now() + maxAgeMs) {
-        const bytes = Buffer.from(header(expiresAt), 'latin1');
-        for (let n = 0; n < bytes.length; ) {
-          const { bytesWritten } = await fh.write(bytes, n, bytes.length - n, n);
-          if (bytesWritten <= 0) throw Object.assign(new Error('a header rewrite made no progress'), { code: 'ESHORTWRITE' });
-          n += bytesWritten;
-        }
-      }
-    } finally {
-      await fh.close().catch(() => undefined);
-    }
-    if (bad) await this.putAside(hash, maxSize);
+    if (outcome === 'not a session') await this.putAside(hash, maxSize);
   }
 
   /**

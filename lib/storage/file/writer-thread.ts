@@ -1,29 +1,39 @@
 /**
- * The one routine that writes a session file, shared by `FileStorage`'s writer threads and by
- * Node's thread pool (`writerThreads: 0`): a temporary file created exclusively (mode 0600, never
- * through a link), every byte written (a short write is continued; a write that makes no progress
- * fails), optionally `fsync`ed, closed, renamed over the session's file, and with `fsync` the
- * folder synced too. On an error before the rename the temporary file is removed and the previous
- * file stays as it was.
+ * The two routines that write session files, shared by `FileStorage`'s writer threads and by
+ * Node's thread pool (`writerThreads: 0`):
+ *
+ * - {@link writeAtomic} writes a whole session: a temporary file created exclusively (mode 0600,
+ *   never through a link), every byte written (a short write is continued; a write that makes no
+ *   progress fails), optionally `fsync`ed, closed, renamed over the session's file, and with
+ *   `fsync` the folder synced too. On an error before the rename the temporary file is removed
+ *   and the previous file stays as it was.
+ * - {@link rewriteHeader} renews a session: it rewrites the expiry digits of the file's header in
+ *   place, never creating a file nor following a link.
  *
  * It is also the code of a writer thread: lib/writer.ts starts a thread that imports this module
- * and calls {@link serve}. The module imports `node:` modules only and does nothing when imported.
+ * and calls {@link serve}. The module imports `node:` modules and the pure file format only, and
+ * does nothing when imported.
  */
-import { closeSync, constants as fsc, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type MessagePort, parentPort } from 'node:worker_threads';
 import { errCode } from '../../errors.js';
+import { HEADER_SIZE, header, parseHeader } from './format.js';
 
 /** A value, or a promise of one: a thread's calls are synchronous, the thread pool's are not. */
 export type MaybePromise<T> = T | Promise<T>;
 
 /**
- * The file-system calls {@link writeAtomic} makes, with the signatures of `node:fs`'s synchronous
- * functions (`write` from the file's current position). Tests wrap them to inject faults.
+ * The file-system calls {@link writeAtomic} and {@link rewriteHeader} make, with the signatures
+ * of `node:fs`'s synchronous functions (`write` at `position`, or from the file's current
+ * position without one). Tests wrap them to inject faults.
  */
 export interface WriteIo {
   open(path: string, flags: number, mode: number): MaybePromise<number>;
-  write(fd: number, buffer: Uint8Array, offset: number, length: number): MaybePromise<number>;
+  /** What `fstat` says of the open file (whether it is a regular file is all that is asked). */
+  stat(fd: number): MaybePromise<{ isFile(): boolean }>;
+  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): MaybePromise<number>;
+  write(fd: number, buffer: Uint8Array, offset: number, length: number, position?: number): MaybePromise<number>;
   fsync(fd: number): MaybePromise<void>;
   close(fd: number): MaybePromise<void>;
   rename(from: string, to: string): MaybePromise<void>;
@@ -34,6 +44,8 @@ export interface WriteIo {
 export const CREATE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 /** Opens a folder to sync it: it must be a folder, and not a link to one. */
 export const FOLDER_FLAGS = fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW;
+/** Opens a session file to rewrite its header: never created, never through a link, never waiting (a FIFO), never a terminal. */
+export const REWRITE_FLAGS = fsc.O_RDWR | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY;
 
 /**
  * The error of a write whose file is in place but whose folder could not be synced: the new
@@ -86,6 +98,45 @@ export async function writeAtomic(io: WriteIo, tmp: string, file: string, conten
   }
 }
 
+/**
+ * What {@link rewriteHeader} found: the file was renewed (`'written'`), already promised as long
+ * (`'kept'`), was not there (`'missing'`), or is not a session file (`'not a session'`: the
+ * caller sets it aside).
+ */
+export type HeaderOutcome = 'written' | 'kept' | 'missing' | 'not a session';
+
+/**
+ * Rewrites the expiry digits of the session file `file` in place, through `io`: to `expiresAt`
+ * when that is later than the header's, or when the header promises more than `maxAgeMs` from
+ * `now`. Never creates a file, never follows a link, never waits on a FIFO; the body is not
+ * touched. Rejects with the file system's error (an open refused, a read or write that failed).
+ */
+export async function rewriteHeader(io: WriteIo, file: string, expiresAt: number, maxAgeMs: number, now: number): Promise<HeaderOutcome> {
+  let fd: number;
+  try {
+    fd = await io.open(file, REWRITE_FLAGS, 0);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return 'missing';
+    throw err;
+  }
+  try {
+    if (!(await io.stat(fd)).isFile()) return 'not a session';
+    const head = Buffer.alloc(HEADER_SIZE);
+    const current = parseHeader(head.subarray(0, await io.read(fd, head, 0, HEADER_SIZE, 0)), now);
+    if (typeof current === 'string') return 'not a session';
+    if (current >= expiresAt && current <= now + maxAgeMs) return 'kept';
+    const bytes = Buffer.from(header(expiresAt), 'latin1');
+    for (let at = 0; at < bytes.length; ) {
+      const n = await io.write(fd, bytes, at, bytes.length - at, at);
+      if (!(n > 0)) throw Object.assign(new Error(`a header rewrite made no progress at byte ${at}`), { code: 'ESHORTWRITE' });
+      at += n;
+    }
+    return 'written';
+  } finally {
+    await settle(() => io.close(fd));
+  }
+}
+
 /** Runs a clean-up call, ignoring its failure: the error that made the clean-up needed is the one reported. */
 async function settle(call: () => MaybePromise<void>): Promise<void> {
   try {
@@ -98,25 +149,24 @@ async function settle(call: () => MaybePromise<void>): Promise<void> {
 /** The synchronous calls of a writer thread: each blocks the thread, never the event loop. */
 export const threadIo: WriteIo = {
   open: (path, flags, mode) => openSync(path, flags, mode),
-  write: (fd, buffer, offset, length) => writeSync(fd, buffer, offset, length),
+  stat: (fd) => fstatSync(fd),
+  read: (fd, buffer, offset, length, position) => readSync(fd, buffer, offset, length, position),
+  write: (fd, buffer, offset, length, position) => writeSync(fd, buffer, offset, length, position),
   fsync: (fd) => fsyncSync(fd),
   close: (fd) => closeSync(fd),
   rename: (from, to) => renameSync(from, to),
   unlink: (path) => unlinkSync(path),
 };
 
-/** A write a thread is asked for. */
-export interface WriteRequest {
-  id: number;
-  tmp: string;
-  file: string;
-  content: string;
-  fsync: boolean;
-}
+/** What a thread is asked for: a whole file ({@link writeAtomic}) or a renewal ({@link rewriteHeader}). */
+export type WriteRequest =
+  | { id: number; kind: 'write'; tmp: string; file: string; content: string; fsync: boolean }
+  | { id: number; kind: 'header'; file: string; expiresAt: number; maxAgeMs: number; now: number };
 
-/** A thread's answer: `err` is `null` when the file is in place. */
+/** A thread's answer: `err` is `null` when the call succeeded, and `outcome` is then a header rewrite's. */
 export interface WriteReply {
   id: number;
+  outcome?: HeaderOutcome | undefined;
   err: { message: string; code: string | undefined; inPlace: boolean } | null;
 }
 
@@ -124,8 +174,9 @@ export interface WriteReply {
 export const STOP = 'stop';
 
 /**
- * Answers write requests on `port` (the thread's parent port) with {@link writeAtomic} over
- * {@link threadIo}, one at a time and in order, until {@link STOP} arrives.
+ * Answers requests on `port` (the thread's parent port) with {@link writeAtomic} or
+ * {@link rewriteHeader} over {@link threadIo}, one at a time and in order, until {@link STOP}
+ * arrives.
  */
 export function serve(port: MessagePort | null = parentPort): void {
   if (port === null) throw new TypeError('serve() runs in a writer thread');
@@ -135,8 +186,10 @@ export function serve(port: MessagePort | null = parentPort): void {
       port.close();
       process.exit(0);
     }
-    writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync).then(
-      () => port.postMessage({ id: msg.id, err: null } satisfies WriteReply),
+    const work: Promise<HeaderOutcome | undefined> =
+      msg.kind === 'write' ? writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync).then(() => undefined) : rewriteHeader(threadIo, msg.file, msg.expiresAt, msg.maxAgeMs, msg.now);
+    work.then(
+      (outcome) => port.postMessage({ id: msg.id, outcome, err: null } satisfies WriteReply),
       (e: unknown) => {
         const { code, message, inPlace } = (e ?? {}) as { code?: unknown; message?: unknown; inPlace?: unknown };
         port.postMessage({ id: msg.id, err: { message: String(message), code: typeof code === 'string' ? code : undefined, inPlace: inPlace === true } } satisfies WriteReply);

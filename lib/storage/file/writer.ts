@@ -13,7 +13,7 @@
  * coverage run maps one thread's counts through the other's source map.)
  */
 import { Worker } from 'node:worker_threads';
-import { STOP, type WriteReply, type WriteRequest } from './writer-thread.js';
+import { type HeaderOutcome, STOP, type WriteReply, type WriteRequest } from './writer-thread.js';
 
 /**
  * @internal A module a writer thread imports before it serves: its default export is called with
@@ -58,14 +58,18 @@ const { workerData: { entry, tsx, hooks } } = require('node:worker_threads');
 `;
 
 interface Pending {
-  resolve(): void;
+  resolve(outcome: HeaderOutcome | undefined): void;
   reject(err: Error): void;
 }
 
+/** A request before the lane numbers it (each member of the union without its `id`). */
+type Unnumbered<T> = T extends unknown ? Omit<T, 'id'> : never;
+type Request = Unnumbered<WriteRequest>;
+
 /**
- * Writes files atomically on their own threads (`threads` of them, each started on its first
- * write). A file always goes to the same thread (`lane`), so two writes of one file are done in
- * the order they were asked. A thread keeps the process alive only while its writes are pending,
+ * Writes files atomically, and rewrites their headers, on their own threads (`threads` of them,
+ * each started on its first call). A file always goes to the same thread (`lane`), so two writes
+ * of one file are done in the order they were asked. A thread keeps the process alive only while its writes are pending,
  * and stops on `close()`.
  */
 export class Writer {
@@ -86,8 +90,20 @@ export class Writer {
    * `inPlace: true` when only the folder's sync failed). `lane` (any non-negative integer) picks
    * the thread: give the same one for the same file.
    */
-  write(tmp: string, file: string, content: string, fsync: boolean, lane = 0): Promise<void> {
-    return (this.#lanes[lane % this.#lanes.length] as Lane).write(tmp, file, content, fsync);
+  async write(tmp: string, file: string, content: string, fsync: boolean, lane = 0): Promise<void> {
+    await this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync });
+  }
+
+  /**
+   * Renews the session file `file` with `rewriteHeader` (lib/storage/file/writer-thread.ts) on
+   * the thread `lane` picks: what it found, or a rejection with the file system's `code`.
+   */
+  async header(file: string, expiresAt: number, maxAgeMs: number, now: number, lane = 0): Promise<HeaderOutcome> {
+    return (await this.#lane(lane).ask({ kind: 'header', file, expiresAt, maxAgeMs, now })) as HeaderOutcome;
+  }
+
+  #lane(lane: number): Lane {
+    return this.#lanes[lane % this.#lanes.length] as Lane;
   }
 
   /**
@@ -124,13 +140,13 @@ class Lane {
     this.#hooks = hooks;
   }
 
-  write(tmp: string, file: string, content: string, fsync: boolean): Promise<void> {
+  ask(request: Request): Promise<HeaderOutcome | undefined> {
     const { worker, pending } = this.#thread ?? this.#start();
-    return new Promise<void>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const id = this.#seq++;
       if (pending.size === 0) worker.ref();
       pending.set(id, { resolve, reject });
-      worker.postMessage({ id, tmp, file, content, fsync } satisfies WriteRequest);
+      worker.postMessage({ id, ...request } satisfies WriteRequest);
     });
   }
 
@@ -153,12 +169,12 @@ class Lane {
     const thread: Thread = { worker, pending: new Map(), exited: new Promise<void>((resolve) => (exited = resolve)) };
     const { pending } = thread;
     worker.unref();
-    worker.on('message', ({ id, err }: WriteReply) => {
+    worker.on('message', ({ id, outcome, err }: WriteReply) => {
       const p = pending.get(id);
       if (p === undefined) return;
       pending.delete(id);
       if (pending.size === 0) worker.unref();
-      if (err === null) p.resolve();
+      if (err === null) p.resolve(outcome);
       else p.reject(threadError(err.message, err.code, err.inPlace));
     });
     // Fails this thread's writes only: a thread started since has its own.

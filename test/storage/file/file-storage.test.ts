@@ -139,7 +139,7 @@ describe('FileStorage: memory first, files for persistence', () => {
     const body = readFileSync(file).subarray(HEADER_SIZE);
     assert.equal(expiryOf(file), start + MINUTE, 'the write put the session\'s expiry in the header');
 
-    const opens = t.mock.method(fsCalls, 'open');
+    const opens = t.mock.method(fsCalls.io, 'open');
     for (let i = 0; i < 10; i++) {
       clock.advance(1_000);
       await s.touch(id, MINUTE);
@@ -818,8 +818,8 @@ describe('FileStorage: I/O failures', () => {
     const id = generateId();
     await s.set(id, { v: 1 }, MINUTE);
     const file = fileOf(dir, id);
-    const real = fsCalls.open;
-    t.mock.method(fsCalls, 'open', (...args: OpenArgs) => (String(args[0]) === file && ((args[1] as number) & fsc.O_RDWR) !== 0 ? Promise.reject(fsError('EIO')) : real(...args)));
+    const real = fsCalls.io.open;
+    t.mock.method(fsCalls.io, 'open', (path: string, flags: number, mode: number) => (path === file && (flags & fsc.O_RDWR) !== 0 ? Promise.reject(fsError('EIO')) : real(path, flags, mode)));
     clock.advance(1_000);
     await s.touch(id, MINUTE);
     await s.flush();
@@ -990,18 +990,18 @@ describe('FileStorage: destroy, regenerate, close', () => {
     // The flush starts and stalls on every other session's header (it writes 16 at once, so
     // `id`'s renewal waits its turn); `id` is read meanwhile.
     const otherFiles = new Set(others.map((o) => fileOf(dir, o)));
-    const real = fsCalls.open;
+    const real = fsCalls.io.open;
     let stalled = 0;
     let allStalled!: () => void;
     let release!: () => void;
     const reached = new Promise<void>((resolve) => (allStalled = resolve));
     const released = new Promise<void>((resolve) => (release = resolve));
-    t.mock.method(fsCalls, 'open', async (...args: OpenArgs): Promise<FileHandle> => {
-      if (otherFiles.has(String(args[0])) && ((args[1] as number) & fsc.O_RDWR) !== 0) {
+    t.mock.method(fsCalls.io, 'open', async (path: string, flags: number, mode: number): Promise<number> => {
+      if (otherFiles.has(path) && (flags & fsc.O_RDWR) !== 0) {
         if (++stalled === 16) allStalled();
         await released;
       }
-      return real(...args);
+      return real(path, flags, mode);
     });
     const flushing = s.flush();
     await reached;

@@ -1,5 +1,5 @@
 /**
- * FileStorage's writes under faults, on both write paths: the writer threads (the default,
+ * FileStorage's writes and header rewrites (renewals) under faults, on both write paths: the writer threads (the default,
  * `writerThreads: 4`) and Node's thread pool (`writerThreads: 0`). One routine
  * (lib/writer-thread.ts) serves both; the faults of test/fixtures/write-faults.ts are installed
  * in the threads themselves (through `fsCalls.writerHooks`) or on `fsCalls.io`.
@@ -16,6 +16,7 @@ import { HEADER_SIZE } from '../../../lib/storage/file/format.js';
 import { generateId } from '../../../lib/id.js';
 import install, { type Call, type Fault, type Plan } from '../../fixtures/write-faults.js';
 import { Clock, tempDir } from '../../helpers.js';
+import { codes } from './helpers.js';
 
 const MINUTE = 60_000;
 const FAULTS = new URL('../../fixtures/write-faults.ts', import.meta.url).href;
@@ -35,6 +36,7 @@ function bodyOf(file: string): unknown {
 
 interface Setup {
   dir: string;
+  clock: Clock;
   errors: Error[];
   /** A storage on `dir` whose writes (on the path of `writerThreads`) follow `plan`; closed after the test. */
   make(plan?: Plan, options?: FileStorageOptions): FileStorage;
@@ -77,12 +79,18 @@ function setup(t: TestContext, writerThreads: number): Setup {
     storages.push(s);
     return s;
   };
-  return { dir, errors, make, reader };
+  return { dir, clock, errors, make, reader };
 }
 
 /** The calls a plan's log recorded. */
 function calls(log: string): Call[] {
-  return readFileSync(log, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Call);
+  let text: string;
+  try {
+    text = readFileSync(log, 'utf8');
+  } catch {
+    return []; // no call yet
+  }
+  return text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Call);
 }
 
 /** Faults of a write without fsync, each on the second write of a session (the first one is clean). */
@@ -218,6 +226,82 @@ for (const mode of MODES) {
         }
         assert.deepEqual(bodyOf(fileOf(dir, id)), { v: 2 }, 'the new version is in place');
         assert.deepEqual(await s.get(id), { v: 2 }, 'memory agrees with the file');
+      });
+      assert.deepEqual(errors, [], 'nothing else reported');
+    });
+
+    it('renews a session by rewriting its header in place, and reports a rewrite that fails without losing the session', async (t) => {
+      const { dir, clock, errors, make } = setup(t, mode.writerThreads);
+      const logs = tempDir(t);
+      const file = join(logs, 'faults.json');
+      const log = join(logs, 'calls');
+      const fault = (f: Fault[]): void => writeFileSync(file, JSON.stringify(f));
+      fault([]);
+      const s = make({ file, log });
+      /** A session written at the clock's time, renewed 1 s later and flushed under `faults`: its file's bytes before and after, and what was reported. */
+      const renew = async (faults: Fault[]): Promise<{ id: string; before: Buffer; after: Buffer; reported: Error[] }> => {
+        const id = generateId();
+        await s.set(id, { v: 1, pad: 'x'.repeat(100) }, MINUTE);
+        const before = readFileSync(fileOf(dir, id));
+        clock.advance(1_000);
+        assert.equal(await s.touch(id, MINUTE), true, 'the session is renewed in memory');
+        const seen = errors.length;
+        fault(faults);
+        try {
+          await s.flush();
+        } finally {
+          fault([]);
+        }
+        return { id, before, after: readFileSync(fileOf(dir, id)), reported: errors.splice(seen) };
+      };
+
+      await t.test('the header gets the new expiry through one safe open of the file; the body is untouched', async () => {
+        const start = clock.ms;
+        const mark = calls(log).length;
+        const { id, before, after, reported } = await renew([]);
+        const rewrite = calls(log).slice(mark).filter((c) => c.on === 'header');
+        assert.deepEqual(rewrite.map((c) => c.call), ['open', 'stat', 'read', 'write', 'close'], 'one open, a look at the file, its header read, written, closed');
+        const flags = rewrite[0]?.flags ?? 0;
+        assert.equal(rewrite[0]?.path, fileOf(dir, id), 'the session\'s own file');
+        assert.equal(flags & fsc.O_NOFOLLOW, fsc.O_NOFOLLOW, 'never through a link (O_NOFOLLOW)');
+        assert.equal(flags & fsc.O_CREAT, 0, 'never created (no O_CREAT)');
+        assert.equal(flags & fsc.O_NONBLOCK, fsc.O_NONBLOCK, 'never waiting on a FIFO (O_NONBLOCK)');
+        assert.equal(after.toString('latin1', 0, HEADER_SIZE), `BS1 ${String(start + 1_000 + MINUTE).padStart(16, '0')}\n`, 'the header holds the renewed expiry');
+        assert.deepEqual(after.subarray(HEADER_SIZE), before.subarray(HEADER_SIZE), 'the body is untouched');
+        assert.deepEqual(reported, [], 'nothing reported');
+        assert.deepEqual(await s.get(id), { v: 1, pad: 'x'.repeat(100) }, 'the session reads back');
+      });
+
+      await t.test('a header written a few bytes at a time is written whole', async () => {
+        const start = clock.ms;
+        const { after, reported } = await renew([{ call: 'write', on: 'header', maxBytes: 4 }]);
+        assert.equal(after.toString('latin1', 0, HEADER_SIZE), `BS1 ${String(start + 1_000 + MINUTE).padStart(16, '0')}\n`, 'every byte of the header was written');
+        assert.deepEqual(reported, [], 'a short write is no failure');
+      });
+
+      const broken: [string, Fault, RegExp][] = [
+        ['the open fails (EIO)', { call: 'open', on: 'header', code: 'EIO' }, /EIO/],
+        ['the look at the file fails (EIO)', { call: 'stat', on: 'header', code: 'EIO' }, /EIO/],
+        ['reading the header fails (EIO)', { call: 'read', on: 'header', code: 'EIO' }, /EIO/],
+        ['writing the header fails (EIO)', { call: 'write', on: 'header', code: 'EIO' }, /EIO/],
+        ['writing the header makes no progress (0 bytes)', { call: 'write', on: 'header', zero: true }, /ESHORTWRITE/],
+      ];
+      for (const [what, f, why] of broken) {
+        await t.test(`when ${what}: reported, the file as it was, the session alive`, async () => {
+          const { id, before, after, reported } = await renew([f]);
+          assert.deepEqual(codes(reported), ['ESTORAGE'], 'the failed renewal is reported once');
+          assert.match(reported[0]?.message ?? '', /could not extend a session file's lifetime/, 'saying what could not be done');
+          assert.match(reported[0]?.message ?? '', why, `and why: ${reported[0]?.message}`);
+          assert.deepEqual(after, before, 'the file is as it was');
+          assert.deepEqual(await s.get(id), { v: 1, pad: 'x'.repeat(100) }, 'the session still reads back');
+        });
+      }
+
+      await t.test('a close that fails after the header was written is no failure', async () => {
+        const start = clock.ms;
+        const { after, reported } = await renew([{ call: 'close', on: 'header', code: 'EIO' }]);
+        assert.equal(after.toString('latin1', 0, HEADER_SIZE), `BS1 ${String(start + 1_000 + MINUTE).padStart(16, '0')}\n`, 'the header holds the renewed expiry');
+        assert.deepEqual(reported, [], 'nothing reported');
       });
       assert.deepEqual(errors, [], 'nothing else reported');
     });

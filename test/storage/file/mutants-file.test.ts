@@ -129,12 +129,14 @@ describe('FileStorage renewals', () => {
     const clock = new Clock();
     const s = new FileStorage({ path: dir, writerThreads: 0, now: clock.now, maxInMemory: 1, ttlUpdateInterval: '1h' });
     const realOpen = fsCalls.open;
+    const realIoOpen = fsCalls.io.open;
     const read = deferred();
     const rewrite = deferred();
     t.after(async () => {
       read.resolve();
       rewrite.resolve();
       fsCalls.open = realOpen;
+      fsCalls.io.open = realIoOpen;
       await s.close();
     });
     const id = generateId();
@@ -145,18 +147,21 @@ describe('FileStorage renewals', () => {
     clock.advance(20_000); // t0 + 70 s: past the file's expiry, within the renewal's
     const file = fileOf(dir, id);
     const held = { read: false, rewrite: false };
+    // Reads open through fs/promises, header rewrites through the write calls.
     fsCalls.open = (async (path: Parameters<typeof realOpen>[0], flags?: Parameters<typeof realOpen>[1], mode?: Parameters<typeof realOpen>[2]) => {
-      if (path === file && typeof flags === 'number') {
-        if ((flags & (fsc.O_WRONLY | fsc.O_RDWR)) === 0) {
-          held.read = true;
-          await read.promise;
-        } else {
-          held.rewrite = true;
-          await rewrite.promise;
-        }
+      if (path === file) {
+        held.read = true;
+        await read.promise;
       }
       return realOpen(path, flags, mode);
     }) as typeof realOpen;
+    fsCalls.io.open = async (path, flags, mode) => {
+      if (path === file) {
+        held.rewrite = true;
+        await rewrite.promise;
+      }
+      return realIoOpen(path, flags, mode);
+    };
     const got = s.get(id);
     for (let i = 0; i < 1_000 && !held.read; i++) await turn();
     assert.equal(held.read, true, 'the read of the session\'s file has started');
@@ -169,6 +174,7 @@ describe('FileStorage renewals', () => {
     rewrite.resolve();
     await flushed;
     fsCalls.open = realOpen;
+    fsCalls.io.open = realIoOpen;
     assert.deepEqual(await s.get(id), { v: 1 }, 'and it stays alive once the header is written');
   });
 });
