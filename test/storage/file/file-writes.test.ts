@@ -38,10 +38,14 @@ interface Setup {
   dir: string;
   clock: Clock;
   errors: Error[];
-  /** A storage on `dir` whose writes (on the path of `writerThreads`) follow `plan`; closed after the test. */
-  make(plan?: Plan, options?: FileStorageOptions): FileStorage;
   /** A storage that only reads `dir` back (on the thread pool, no thread to start); closed after the test. */
   reader(): FileStorage;
+  /**
+   * A storage on `dir` whose writes (on the path of `writerThreads`) take the faults the test
+   * sets between writes (`fault`: the plan's file, read again at each write and header rewrite),
+   * and the log of its calls (`log`); closed after the test.
+   */
+  faultable(options?: FileStorageOptions): { s: FileStorage; fault(faults: Fault[]): void; log: string };
 }
 
 function setup(t: TestContext, writerThreads: number): Setup {
@@ -79,7 +83,15 @@ function setup(t: TestContext, writerThreads: number): Setup {
     storages.push(s);
     return s;
   };
-  return { dir, clock, errors, make, reader };
+  const faultable = (more: FileStorageOptions = {}): { s: FileStorage; fault(faults: Fault[]): void; log: string } => {
+    const logs = tempDir(t);
+    const file = join(logs, 'faults.json');
+    const log = join(logs, 'calls');
+    const fault = (faults: Fault[]): void => writeFileSync(file, JSON.stringify(faults));
+    fault([]);
+    return { s: make({ file, log }, more), fault, log };
+  };
+  return { dir, clock, errors, reader, faultable };
 }
 
 /** The calls a plan's log recorded. */
@@ -118,13 +130,8 @@ for (const mode of MODES) {
     // One storage per test, whose faults change between writes (the plan file is read at each
     // write): a writer thread started from the TypeScript sources takes a while to load.
     it('keeps the previous file whatever fails in a write: 503, no temporary file, the old data after a restart', async (t) => {
-      const { dir, errors, make, reader } = setup(t, mode.writerThreads);
-      const logs = tempDir(t);
-      const file = join(logs, 'faults.json');
-      const log = join(logs, 'calls');
-      const fault = (f: Fault[]): void => writeFileSync(file, JSON.stringify(f));
-      fault([]);
-      const s = make({ file, log });
+      const { dir, errors, reader, faultable } = setup(t, mode.writerThreads);
+      const { s, fault, log } = faultable();
       const kept = new Map<string, unknown>();
       for (const [what, f] of failures) {
         await t.test(`when ${what}`, async () => {
@@ -170,13 +177,8 @@ for (const mode of MODES) {
     });
 
     it('syncs the file before its rename and its folder after it with fsync: true', async (t) => {
-      const { dir, errors, make } = setup(t, mode.writerThreads);
-      const logs = tempDir(t);
-      const file = join(logs, 'faults.json');
-      const log = join(logs, 'calls');
-      const fault = (f: Fault[]): void => writeFileSync(file, JSON.stringify(f));
-      fault([]);
-      const s = make({ file, log }, { fsync: true });
+      const { dir, errors, faultable } = setup(t, mode.writerThreads);
+      const { s, fault, log } = faultable({ fsync: true });
       await t.test('the file, then the folder, each opened safely', async () => {
         const id = generateId();
         await s.set(id, { durable: true }, MINUTE);
@@ -231,13 +233,8 @@ for (const mode of MODES) {
     });
 
     it('renews a session by rewriting its header in place, and reports a rewrite that fails without losing the session', async (t) => {
-      const { dir, clock, errors, make } = setup(t, mode.writerThreads);
-      const logs = tempDir(t);
-      const file = join(logs, 'faults.json');
-      const log = join(logs, 'calls');
-      const fault = (f: Fault[]): void => writeFileSync(file, JSON.stringify(f));
-      fault([]);
-      const s = make({ file, log });
+      const { dir, clock, errors, faultable } = setup(t, mode.writerThreads);
+      const { s, fault, log } = faultable();
       /** A session written at the clock's time, renewed 1 s later and flushed under `faults`: its file's bytes before and after, and what was reported. */
       const renew = async (faults: Fault[]): Promise<{ id: string; before: Buffer; after: Buffer; reported: Error[] }> => {
         const id = generateId();
