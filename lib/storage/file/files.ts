@@ -1,6 +1,7 @@
 /**
- * The folder of a `FileStorage` and every file in it but the atomic write of a session (which is
- * lib/storage/file/writer-thread.ts): making and locking the folder, trusting shard and owner
+ * The folder of a `FileStorage` and every file in it but the atomic write of a session and the
+ * rewrite of its header (lib/storage/file/writer-thread.ts, which `writeHeader` here calls):
+ * making and locking the folder, trusting shard and owner
  * index folders only once checked, opening files safely, and clearing orphans.
  *
  * Nothing in the folder is trusted until checked: folders must be real folders of ours, mode 0700
@@ -637,7 +638,8 @@ export class Folder {
     try {
       outcome = await (writer === undefined ? rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : writer.header(file, expiresAt, maxAgeMs, now, Number.parseInt(shard, 16)));
     } catch (err) {
-      // An open refused because of what is at the name (a folder, say): that is set aside.
+      // What is at the name may be why it failed (a folder: EISDIR; a link: ELOOP): anything but
+      // a regular file is set aside (putAside reads it again first); else the renewal failed.
       if ((await whatIsAt(file)) === undefined) throw err;
       outcome = 'not a session';
     }

@@ -11,8 +11,9 @@
  *   place, never creating a file nor following a link.
  *
  * It is also the code of a writer thread: lib/writer.ts starts a thread that imports this module
- * and calls {@link serve}. The module imports `node:` modules and the pure file format only, and
- * does nothing when imported.
+ * and calls {@link serve}. The module imports `node:` modules, the pure file format
+ * (lib/storage/file/format.ts) and the error helpers only, none with a file system or a state
+ * of its own, and does nothing when imported.
  */
 import { closeSync, constants as fsc, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -109,7 +110,8 @@ export type HeaderOutcome = 'written' | 'kept' | 'missing' | 'not a session';
  * Rewrites the expiry digits of the session file `file` in place, through `io`: to `expiresAt`
  * when that is later than the header's, or when the header promises more than `maxAgeMs` from
  * `now`. Never creates a file, never follows a link, never waits on a FIFO; the body is not
- * touched. Rejects with the file system's error (an open refused, a read or write that failed).
+ * touched. Rejects with the file system's error (an open refused, an `fstat`, read or write that
+ * failed), or with code `'ESHORTWRITE'` when a write makes no progress.
  */
 export async function rewriteHeader(io: WriteIo, file: string, expiresAt: number, maxAgeMs: number, now: number): Promise<HeaderOutcome> {
   let fd: number;
@@ -142,7 +144,8 @@ async function settle(call: () => MaybePromise<void>): Promise<void> {
   try {
     await call();
   } catch {
-    // Nothing better to do: the temporary file, if left, is an orphan the sweep removes.
+    // Nothing better to do: a temporary file left is an orphan the sweep removes, and a header
+    // written before a close that failed is written.
   }
 }
 

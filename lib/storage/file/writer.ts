@@ -1,11 +1,11 @@
 /**
- * The writer threads of `FileStorage`: workers that create, write and rename session files with
- * synchronous calls, so a write is one message round trip instead of four trips through Node's
- * thread pool. A write that replaces a file spends most of its time in the kernel, and several
+ * The writer threads of `FileStorage`: workers that create, write and rename session files, and
+ * rewrite their headers on renewal, with synchronous calls, so a write is one message round trip
+ * instead of four trips through Node's thread pool (a header rewrite, instead of five). A write that replaces a file spends most of its time in the kernel, and several
  * threads overlap that work; when the kernel's part is small, the saved trips are what counts.
  * bench/RESULTS.md ("Writer threads") has what they were measured to buy.
  *
- * A thread runs writer-thread.ts (the write routine the thread pool path shares), loaded by a
+ * A thread runs writer-thread.ts (the two routines the thread pool path shares), loaded by a
  * few lines of bootstrap: from `dist/` the compiled `writer-thread.js`; from the TypeScript
  * sources (this project's tests, run under tsx) the `.ts` file, with tsx registered in the
  * thread first, as tsx registers itself in the main thread only on Node 20. (tsx's ESM loader,
@@ -67,9 +67,9 @@ type Unnumbered<T> = T extends unknown ? Omit<T, 'id'> : never;
 type Request = Unnumbered<WriteRequest>;
 
 /**
- * Writes files atomically, and rewrites their headers, on their own threads (`threads` of them,
- * each started on its first call). A file always goes to the same thread (`lane`), so two writes
- * of one file are done in the order they were asked. A thread keeps the process alive only while its writes are pending,
+ * Writes files atomically, and rewrites their headers, on their own threads (`threads` of
+ * them, each started on its first call). A file always goes to the same thread (`lane`), so two
+ * writes of one file are done in the order they were asked. A thread keeps the process alive only while its writes are pending,
  * and stops on `close()`.
  */
 export class Writer {
