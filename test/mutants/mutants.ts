@@ -789,7 +789,7 @@ export const MUTANTS: readonly Mutant[] = [
     file: 'lib/storage/file/writer-thread.ts',
     find: 'REWRITE_FLAGS = fsc.O_RDWR | fsc.O_NOFOLLOW |',
     replace: 'REWRITE_FLAGS = fsc.O_RDWR |',
-    tests: [FILE, FILE_HOSTILE],
+    tests: [FILE_WRITES, FILE, FILE_HOSTILE],
     why: 'the header rewrite of a renewal follows a planted symbolic link and writes through it',
   },
   {
@@ -806,7 +806,7 @@ export const MUTANTS: readonly Mutant[] = [
     file: 'lib/storage/file/writer-thread.ts',
     find: 'REWRITE_FLAGS = fsc.O_RDWR | fsc.O_NOFOLLOW |',
     replace: 'REWRITE_FLAGS = fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW |',
-    tests: [FILE_MUTANTS, FILE],
+    tests: [FILE_WRITES, FILE_MUTANTS, FILE],
     why: 'a renewal\'s header rewrite creates the session file when it is missing (a file removed behind the storage\'s back comes back empty, and is then set aside and reported as corrupt)',
   },
   {
@@ -830,15 +830,23 @@ export const MUTANTS: readonly Mutant[] = [
     file: 'lib/storage/file/writer-thread.ts',
     find: '    if (current >= expiresAt && current <= now + maxAgeMs) return \'kept\';',
     replace: '    if (current >= expiresAt) return \'kept\';',
-    tests: [FILE_HOSTILE, FILE],
+    tests: [FILE_WRITES, FILE_HOSTILE, FILE],
     why: 'a header promising more than maxAgeMs (the max age was lowered, or a file was planted) keeps its expiry at the next renewal',
+  },
+  {
+    id: 'file-header-shortens-later-expiry',
+    file: 'lib/storage/file/writer-thread.ts',
+    find: '    if (current >= expiresAt && current <= now + maxAgeMs) return \'kept\';',
+    replace: '',
+    tests: [FILE_WRITES],
+    why: 'a renewal rewrites a header that already promises a later expiry (a write carried a longer life), shortening the session\'s life on disk',
   },
   {
     id: 'file-header-bad-file-kept',
     file: 'lib/storage/file/files.ts',
     find: "    if (outcome === 'not a session') await this.putAside(hash, maxSize);",
     replace: '',
-    tests: [FILE_HOSTILE, FILE],
+    tests: [FILE_WRITES, FILE_HOSTILE, FILE],
     why: 'a renewal that meets a file that is not a session (a FIFO, a planted link) leaves it at the session\'s name instead of setting it aside',
   },
   {

@@ -140,6 +140,7 @@ describe('FileStorage: memory first, files for persistence', () => {
     assert.equal(expiryOf(file), start + MINUTE, 'the write put the session\'s expiry in the header');
 
     const opens = t.mock.method(fsCalls.io, 'open');
+    const readOpens = t.mock.method(fsCalls, 'open');
     for (let i = 0; i < 10; i++) {
       clock.advance(1_000);
       await s.touch(id, MINUTE);
@@ -153,6 +154,7 @@ describe('FileStorage: memory first, files for persistence', () => {
     // Nothing pending: another flush writes nothing.
     await s.flush();
     assert.equal(opens.mock.calls.filter((c) => String(c.arguments[0]) === file).length, 1, 'a second flush, with nothing pending, opens the file no more');
+    assert.equal(readOpens.mock.calls.filter((c) => String(c.arguments[0]) === file).length, 0, 'nor does either flush read it');
 
     // touch() never creates a file for an id it does not know.
     const unknown = generateId();

@@ -6,13 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { constants as fsc, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { constants as fsc, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { StorageError } from '../../../lib/errors.js';
 import { fsCalls } from '../../../lib/storage/file/files.js';
 import { FileStorage, type FileStorageOptions } from '../../../lib/storage/file/file-storage.js';
-import { HEADER_SIZE } from '../../../lib/storage/file/format.js';
+import { HEADER_SIZE, MAX_AGE_MS } from '../../../lib/storage/file/format.js';
 import { generateId } from '../../../lib/id.js';
 import install, { type Call, type Fault, type Plan } from '../../fixtures/write-faults.js';
 import { Clock, tempDir } from '../../helpers.js';
@@ -235,46 +236,113 @@ for (const mode of MODES) {
     it('renews a session by rewriting its header in place, and reports a rewrite that fails without losing the session', async (t) => {
       const { dir, clock, errors, faultable } = setup(t, mode.writerThreads);
       const { s, fault, log } = faultable();
-      /** A session written at the clock's time, renewed 1 s later and flushed under `faults`: its file's bytes before and after, and what was reported. */
-      const renew = async (faults: Fault[]): Promise<{ id: string; before: Buffer; after: Buffer; reported: Error[] }> => {
+      const logs = tempDir(t);
+      /**
+       * A session written at the clock's time, renewed 1 s later, `tamper`ed with behind the
+       * storage's back, and flushed under `faults`: its file's bytes before and after (`undefined`
+       * when no regular file is left), the calls of the flush on the header, and what was reported.
+       */
+      const renew = async (faults: Fault[], tamper?: (file: string) => void) => {
         const id = generateId();
         await s.set(id, { v: 1, pad: 'x'.repeat(100) }, MINUTE);
-        const before = readFileSync(fileOf(dir, id));
+        const file = fileOf(dir, id);
+        const before = readFileSync(file);
         clock.advance(1_000);
         assert.equal(await s.touch(id, MINUTE), true, 'the session is renewed in memory');
+        tamper?.(file);
         const seen = errors.length;
+        const mark = calls(log).length;
         fault(faults);
         try {
           await s.flush();
         } finally {
           fault([]);
         }
-        return { id, before, after: readFileSync(fileOf(dir, id)), reported: errors.splice(seen) };
+        const after = existsSync(file) && lstatSync(file).isFile() ? readFileSync(file) : undefined;
+        const header = calls(log).slice(mark).filter((c) => c.on === 'header');
+        return { id, file, before, after, header, reported: errors.splice(seen) };
       };
+      /** The header of a session file that expires at `expiresAt`. */
+      const headerOf = (expiresAt: number): string => `BS1 ${String(expiresAt).padStart(16, '0')}\n`;
 
       await t.test('the header gets the new expiry through one safe open of the file; the body is untouched', async () => {
         const start = clock.ms;
-        const mark = calls(log).length;
-        const { id, before, after, reported } = await renew([]);
-        const rewrite = calls(log).slice(mark).filter((c) => c.on === 'header');
-        assert.deepEqual(rewrite.map((c) => c.call), ['open', 'stat', 'read', 'write', 'close'], 'one open, a look at the file, its header read, written, closed');
-        const flags = rewrite[0]?.flags ?? 0;
-        assert.equal(rewrite[0]?.path, fileOf(dir, id), 'the session\'s own file');
+        const { id, file, before, after, header, reported } = await renew([]);
+        assert.deepEqual(header.map((c) => c.call), ['open', 'stat', 'read', 'write', 'close'], 'one open, a look at the file, its header read, written, closed');
+        const flags = header[0]?.flags ?? 0;
+        assert.equal(header[0]?.path, file, 'the session\'s own file');
         assert.equal(flags & fsc.O_NOFOLLOW, fsc.O_NOFOLLOW, 'never through a link (O_NOFOLLOW)');
         assert.equal(flags & fsc.O_CREAT, 0, 'never created (no O_CREAT)');
         assert.equal(flags & fsc.O_NONBLOCK, fsc.O_NONBLOCK, 'never waiting on a FIFO (O_NONBLOCK)');
-        assert.equal(after.toString('latin1', 0, HEADER_SIZE), `BS1 ${String(start + 1_000 + MINUTE).padStart(16, '0')}\n`, 'the header holds the renewed expiry');
-        assert.deepEqual(after.subarray(HEADER_SIZE), before.subarray(HEADER_SIZE), 'the body is untouched');
+        assert.equal(after?.toString('latin1', 0, HEADER_SIZE), headerOf(start + 1_000 + MINUTE), 'the header holds the renewed expiry');
+        assert.deepEqual(after?.subarray(HEADER_SIZE), before.subarray(HEADER_SIZE), 'the body is untouched');
         assert.deepEqual(reported, [], 'nothing reported');
         assert.deepEqual(await s.get(id), { v: 1, pad: 'x'.repeat(100) }, 'the session reads back');
       });
 
       await t.test('a header written a few bytes at a time is written whole', async () => {
         const start = clock.ms;
-        const { after, reported } = await renew([{ call: 'write', on: 'header', maxBytes: 4 }]);
-        assert.equal(after.toString('latin1', 0, HEADER_SIZE), `BS1 ${String(start + 1_000 + MINUTE).padStart(16, '0')}\n`, 'every byte of the header was written');
+        const { after, header, reported } = await renew([{ call: 'write', on: 'header', maxBytes: 4 }]);
+        assert.equal(header.filter((c) => c.call === 'write').length, Math.ceil(HEADER_SIZE / 4), 'the header went 4 bytes at a time');
+        assert.equal(after?.toString('latin1', 0, HEADER_SIZE), headerOf(start + 1_000 + MINUTE), 'every byte of the header was written');
         assert.deepEqual(reported, [], 'a short write is no failure');
       });
+
+      await t.test('a header that already promises as long is left as it is', async () => {
+        const later = clock.ms + 10 * MINUTE;
+        const { after, header, reported } = await renew([], (file) => {
+          const bytes = readFileSync(file);
+          bytes.write(headerOf(later), 0, 'latin1');
+          writeFileSync(file, bytes);
+        });
+        assert.deepEqual(header.map((c) => c.call), ['open', 'stat', 'read', 'close'], 'read, not written');
+        assert.equal(after?.toString('latin1', 0, HEADER_SIZE), headerOf(later), 'the later expiry is kept');
+        assert.deepEqual(reported, [], 'nothing reported');
+      });
+
+      await t.test('a header that promises more than maxAgeMs from now is cut to the renewal', async () => {
+        s.configure({ maxAgeMs: 5 * MINUTE, maxSize: 1_048_576 });
+        try {
+          const start = clock.ms;
+          const { after, reported } = await renew([], (file) => {
+            const bytes = readFileSync(file);
+            bytes.write(headerOf(start + 60 * MINUTE), 0, 'latin1');
+            writeFileSync(file, bytes);
+          });
+          assert.equal(after?.toString('latin1', 0, HEADER_SIZE), headerOf(start + 1_000 + MINUTE), 'the header holds the renewal, not the hour it promised');
+          assert.deepEqual(reported, [], 'nothing reported');
+        } finally {
+          s.configure({ maxAgeMs: MAX_AGE_MS, maxSize: 1_048_576 });
+        }
+      });
+
+      await t.test('a file removed behind the storage\'s back is not made again', async () => {
+        const { file, after, reported } = await renew([], (f) => rmSync(f));
+        assert.equal(after, undefined, 'no file');
+        assert.deepEqual(readdirSync(join(file, '..')).filter((n) => n.startsWith(basename(file))), [], 'nothing at its name, nothing set aside');
+        assert.deepEqual(reported, [], 'nothing reported');
+      });
+
+      const planted: [string, (file: string) => void, (file: string) => boolean][] = [
+        ['a symbolic link', (file) => symlinkSync(join(logs, 'target'), file), (bad) => lstatSync(bad).isSymbolicLink()],
+        ['a FIFO', (file) => execFileSync('mkfifo', [file]), (bad) => lstatSync(bad).isFIFO()],
+        ['a folder', (file) => mkdirSync(file), (bad) => lstatSync(bad).isDirectory()],
+        ['a file with no header', (file) => writeFileSync(file, 'not a session file'), (bad) => readFileSync(bad, 'utf8') === 'not a session file'],
+      ];
+      for (const [what, plant, isIt] of planted) {
+        await t.test(`${what} at the session's name is set aside as it is, and reported`, async () => {
+          writeFileSync(join(logs, 'target'), 'target');
+          const { file, reported } = await renew([], (f) => {
+            rmSync(f);
+            plant(f);
+          });
+          assert.equal(existsSync(file), false, 'nothing left at the session\'s name');
+          assert.equal(isIt(`${file}.bad`), true, `${what}, set aside as it was`);
+          assert.equal(readFileSync(join(logs, 'target'), 'utf8'), 'target', 'nothing written through a link');
+          assert.deepEqual(codes(reported), ['ECORRUPT'], 'reported once, as not a session file');
+          rmSync(`${file}.bad`, { recursive: true });
+        });
+      }
 
       const broken: [string, Fault, RegExp][] = [
         ['the open fails (EIO)', { call: 'open', on: 'header', code: 'EIO' }, /EIO/],
@@ -286,6 +354,7 @@ for (const mode of MODES) {
       for (const [what, f, why] of broken) {
         await t.test(`when ${what}: reported, the file as it was, the session alive`, async () => {
           const { id, before, after, reported } = await renew([f]);
+          assert.ok(after !== undefined, 'the file is still there');
           assert.deepEqual(codes(reported), ['ESTORAGE'], 'the failed renewal is reported once');
           assert.match(reported[0]?.message ?? '', /could not extend a session file's lifetime/, 'saying what could not be done');
           assert.match(reported[0]?.message ?? '', why, `and why: ${reported[0]?.message}`);
@@ -296,8 +365,9 @@ for (const mode of MODES) {
 
       await t.test('a close that fails after the header was written is no failure', async () => {
         const start = clock.ms;
-        const { after, reported } = await renew([{ call: 'close', on: 'header', code: 'EIO' }]);
-        assert.equal(after.toString('latin1', 0, HEADER_SIZE), `BS1 ${String(start + 1_000 + MINUTE).padStart(16, '0')}\n`, 'the header holds the renewed expiry');
+        const { after, header, reported } = await renew([{ call: 'close', on: 'header', code: 'EIO' }]);
+        assert.deepEqual(header.map((c) => c.call), ['open', 'stat', 'read', 'write', 'close'], 'the failing close was the header\'s');
+        assert.equal(after?.toString('latin1', 0, HEADER_SIZE), headerOf(start + 1_000 + MINUTE), 'the header holds the renewed expiry');
         assert.deepEqual(reported, [], 'nothing reported');
       });
       assert.deepEqual(errors, [], 'nothing else reported');
