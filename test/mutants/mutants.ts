@@ -834,6 +834,22 @@ export const MUTANTS: readonly Mutant[] = [
     why: 'a header promising more than maxAgeMs (the max age was lowered, or a file was planted) keeps its expiry at the next renewal',
   },
   {
+    id: 'writer-close-drops-batch',
+    file: 'lib/storage/file/writer.ts',
+    find: '    if (this.#batch !== undefined) this.#send(thread.worker, this.#batch);\n',
+    replace: '',
+    tests: [FILE],
+    why: 'close() asks a thread to stop before it sends the batch asked in the same turn: those writes fail (EWRITER) instead of being done',
+  },
+  {
+    id: 'writer-unref-while-stopping',
+    file: 'lib/storage/file/writer.ts',
+    find: '      if (pending.size === 0 && !thread.stopping) worker.unref();',
+    replace: '      if (pending.size === 0) worker.unref();',
+    tests: [FILE],
+    why: 'a thread asked to stop stops keeping the process alive once it answered: the process can exit before the thread has, and close() never resolves',
+  },
+  {
     id: 'file-header-shortens-later-expiry',
     file: 'lib/storage/file/writer-thread.ts',
     find: '    if (current >= expiresAt && current <= now + maxAgeMs) return \'kept\';',

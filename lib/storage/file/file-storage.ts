@@ -39,6 +39,14 @@ import { FileQueue, type Op } from './queue.js';
 import { writeAtomic } from './writer-thread.js';
 import { Writer } from './writer.js';
 
+/**
+ * Header rewrites of a flush in flight at once on the writer threads (on Node's thread pool,
+ * {@link CONCURRENCY}, as each holds a descriptor open). A thread gets what one turn of the event
+ * loop asked of it as one message: 256 at once makes batches of about 30 on 4 threads, and a
+ * header about 40 % cheaper in CPU than at 16 (batches of 2 or 3).
+ */
+const THREAD_FLUSH_CONCURRENCY = 256;
+
 /** Options of {@link FileStorage}. */
 export interface FileStorageOptions {
   /**
@@ -761,7 +769,7 @@ export class FileStorage implements Storage {
   async #flush(): Promise<void> {
     // Each extension stays in #touches, where reads and the sweep see it, until its header write
     // is queued (the queue then guards the file); a set or remove meanwhile makes it moot.
-    await runLimited([...this.#touches.keys()], CONCURRENCY, async (hash) => {
+    await runLimited([...this.#touches.keys()], this.#writer === undefined ? CONCURRENCY : THREAD_FLUSH_CONCURRENCY, async (hash) => {
       if (!this.#touches.has(hash)) return;
       const expiresAt = this.#renewal(hash);
       this.#touches.delete(hash);

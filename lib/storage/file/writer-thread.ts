@@ -161,7 +161,7 @@ export const threadIo: WriteIo = {
   unlink: (path) => unlinkSync(path),
 };
 
-/** What a thread is asked for: a whole file ({@link writeAtomic}) or a renewal ({@link rewriteHeader}). */
+/** One request to a thread, which gets them in batches: a whole file ({@link writeAtomic}) or a renewal ({@link rewriteHeader}). */
 export type WriteRequest =
   | { id: number; kind: 'write'; tmp: string; file: string; content: string; fsync: boolean }
   | { id: number; kind: 'header'; file: string; expiresAt: number; maxAgeMs: number; now: number };
@@ -177,26 +177,33 @@ export interface WriteReply {
 export const STOP = 'stop';
 
 /**
- * Answers requests on `port` (the thread's parent port) with {@link writeAtomic} or
- * {@link rewriteHeader} over {@link threadIo}, one at a time and in order, until {@link STOP}
- * arrives.
+ * Answers batches of requests on `port` (the thread's parent port) with {@link writeAtomic} or
+ * {@link rewriteHeader} over {@link threadIo}, one request at a time and in order, a reply batch
+ * per batch, until {@link STOP} arrives.
  */
 export function serve(port: MessagePort | null = parentPort): void {
   if (port === null) throw new TypeError('serve() runs in a writer thread');
-  port.on('message', (msg: WriteRequest | typeof STOP) => {
+  port.on('message', (msg: WriteRequest[] | typeof STOP) => {
     if (msg === STOP) {
       // Ends the thread (not the process) even when a loader left a handle open in it.
       port.close();
       process.exit(0);
     }
-    const work: Promise<HeaderOutcome | undefined> =
-      msg.kind === 'write' ? writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync).then(() => undefined) : rewriteHeader(threadIo, msg.file, msg.expiresAt, msg.maxAgeMs, msg.now);
-    work.then(
-      (outcome) => port.postMessage({ id: msg.id, outcome, err: null } satisfies WriteReply),
-      (e: unknown) => {
-        const { code, message, inPlace } = (e ?? {}) as { code?: unknown; message?: unknown; inPlace?: unknown };
-        port.postMessage({ id: msg.id, err: { message: String(message), code: typeof code === 'string' ? code : undefined, inPlace: inPlace === true } } satisfies WriteReply);
-      },
-    );
+    void answer(msg).then((replies) => port.postMessage(replies));
   });
+}
+
+/** Carries out a batch of requests, one after another, in order: a reply each, never a rejection. */
+async function answer(batch: readonly WriteRequest[]): Promise<WriteReply[]> {
+  const replies: WriteReply[] = [];
+  for (const msg of batch) {
+    try {
+      const outcome = msg.kind === 'write' ? await writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync) : await rewriteHeader(threadIo, msg.file, msg.expiresAt, msg.maxAgeMs, msg.now);
+      replies.push({ id: msg.id, outcome: outcome ?? undefined, err: null });
+    } catch (e) {
+      const { code, message, inPlace } = (e ?? {}) as { code?: unknown; message?: unknown; inPlace?: unknown };
+      replies.push({ id: msg.id, err: { message: String(message), code: typeof code === 'string' ? code : undefined, inPlace: inPlace === true } });
+    }
+  }
+  return replies;
 }

@@ -1135,20 +1135,28 @@ describe('FileStorage: crashes and the seed program', () => {
   });
 });
 
+/** What {@link watchThreads} saw: a message posted to a thread. */
+interface Posted {
+  /** The thread's id. */
+  thread: number;
+  /** The files of the requests it carried (none for the message that asks a thread to stop). */
+  files: string[];
+}
+
 /**
- * Follows writes to their threads: returns the thread id of every message posted to a worker,
- * in order (a write posts its message before `write()` returns). A thread for which `kill`
- * says true is terminated instead, as an out-of-memory or a bug in it would.
+ * Follows requests to their threads: every message posted to a worker, in order. A thread for
+ * which `kill` says true is terminated instead, as an out-of-memory or a bug in it would.
  */
-function watchThreads(t: TestContext, kill: (threadId: number) => boolean = () => false): number[] {
-  const threads: number[] = [];
+function watchThreads(t: TestContext, kill: (threadId: number) => boolean = () => false): Posted[] {
+  const posted: Posted[] = [];
   const post = Worker.prototype.postMessage;
   t.mock.method(Worker.prototype, 'postMessage', function (this: Worker, ...args: Parameters<typeof post>) {
-    threads.push(this.threadId);
+    const batch: unknown = args[0];
+    posted.push({ thread: this.threadId, files: Array.isArray(batch) ? batch.map((r: { file: string }) => r.file) : [] });
     if (kill(this.threadId)) return void this.terminate();
     return post.apply(this, args);
   });
-  return threads;
+  return posted;
 }
 
 describe('FileStorage: the writer threads (the default)', () => {
@@ -1195,25 +1203,37 @@ describe('FileStorage: the writer threads (the default)', () => {
     },
   );
 
-  it('spreads files over its threads, each file on one, so the last write of a file wins', async (t) => {
+  it('spreads files over its threads, each file on one, so the last write of a file wins; what one turn asks of a thread goes as one message', async (t) => {
     const writer = new Writer(3);
     t.after(() => writer.close());
     const dir = tempDir(t);
-    const threads = watchThreads(t);
+    const posted = watchThreads(t);
     const file = (i: number): string => join(dir, `f${i}`);
-    // 30 files over the three lanes, and 20 writes in flight to one file on one lane.
+    // 30 files over the three lanes, and 20 writes in flight to one file on one lane, asked at once.
     const writes = Array.from({ length: 30 }, (_, i) => writer.write(`${file(i)}.tmp`, file(i), `file ${i}`, false, i));
     const same = Array.from({ length: 20 }, (_, k) => writer.write(`${file(99)}.${k}.tmp`, file(99), `write ${k}`, false, 99));
     await Promise.all([...writes, ...same]);
-    const threadOf = threads.slice(0, 30);
-    assert.equal(new Set(threadOf).size, 3, 'three threads started');
+    assert.deepEqual(posted.map((p) => p.files.length), [30, 10, 10], 'one message per thread: lane 0 took its 10 files and the 20 writes of lane 99 (0 of 3), lanes 1 and 2 their 10');
+    assert.equal(new Set(posted.map((p) => p.thread)).size, 3, 'three threads started');
+    const threadOf = new Map(posted.flatMap((p) => p.files.map((f) => [f, p.thread] as const)));
     for (let i = 0; i < 30; i++) {
-      assert.equal(threadOf[i], threadOf[i % 3], `lane ${i} on the thread of lane ${i % 3}`);
+      assert.equal(threadOf.get(file(i)), threadOf.get(file(i % 3)), `lane ${i} on the thread of lane ${i % 3}`);
       assert.equal(readFileSync(file(i), 'utf8'), `file ${i}`, 'each file holds what its lane wrote');
     }
-    for (const thread of threads.slice(30)) assert.equal(thread, threadOf[0], 'lane 99 is lane 0 of 3');
+    assert.equal(threadOf.get(file(99)), threadOf.get(file(0)), 'lane 99 is lane 0 of 3');
     assert.equal(readFileSync(file(99), 'utf8'), 'write 19', 'the last of 20 writes to one file on one lane wins');
     assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'no temporary file is left');
+
+    // Asked in turns of their own, writes go one message each; asked right before close(), they
+    // are sent before the thread is asked to stop, and done.
+    const before = posted.length;
+    await writer.write(`${file(0)}.tmp`, file(0), 'again', false, 0);
+    await writer.write(`${file(0)}.tmp`, file(0), 'and again', false, 0);
+    assert.equal(posted.length - before, 2, 'two writes in two turns: two messages');
+    const last = writer.write(`${file(1)}.tmp`, file(1), 'last', false, 1);
+    await writer.close();
+    await last;
+    assert.equal(readFileSync(file(1), 'utf8'), 'last', 'the write asked right before close() was done');
   });
 
   it('starts a thread again after it died, failing only the writes it had under way', async (t) => {
@@ -1221,9 +1241,9 @@ describe('FileStorage: the writer threads (the default)', () => {
     t.after(() => writer.close());
     const dir = tempDir(t);
     let victim: number | undefined;
-    const threads = watchThreads(t, (thread) => thread === victim);
+    const posted = watchThreads(t, (thread) => thread === victim);
     await Promise.all([writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a', false, 0), writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b', false, 1)]);
-    const [lane0, lane1] = threads;
+    const [lane0, lane1] = posted.map((p) => p.thread);
     // Kill lane 0's thread from outside, as an out-of-memory or a bug in it would; lane 1 goes on.
     victim = lane0;
     const [dead, alive] = await Promise.allSettled([
@@ -1238,8 +1258,8 @@ describe('FileStorage: the writer threads (the default)', () => {
     // The next write on lane 0 starts a new thread; lane 1 keeps its own.
     await writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a3', false, 0);
     await writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b3', false, 1);
-    assert.notEqual(threads[4], lane0, 'a new thread for lane 0');
-    assert.equal(threads[5], lane1, 'lane 1 kept its thread');
+    assert.notEqual(posted[4]?.thread, lane0, 'a new thread for lane 0');
+    assert.equal(posted[5]?.thread, lane1, 'lane 1 kept its thread');
     assert.equal(readFileSync(join(dir, 'a'), 'utf8'), 'a3', 'the new thread of lane 0 writes');
     assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b3', 'and so does lane 1');
   });
