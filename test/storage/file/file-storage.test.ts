@@ -1236,6 +1236,18 @@ describe('FileStorage: the writer threads (the default)', () => {
     assert.equal(readFileSync(file(1), 'utf8'), 'last', 'the write asked right before close() was done');
   });
 
+  it('keeps the process alive until a thread asked to stop has stopped, after it answered', async (t) => {
+    // The thread's exit is held after it answered its last write and was asked to stop: were the
+    // worker unref'd by that answer, nothing would keep this process alive, and close() would
+    // never resolve (the test runner reports the test cancelled).
+    const writer = new Writer(1, { module: new URL('../../fixtures/slow-exit.ts', import.meta.url).href, data: 200 });
+    const dir = tempDir(t);
+    const written = writer.write(join(dir, 'f.tmp'), join(dir, 'f'), 'last', false);
+    await writer.close();
+    await written;
+    assert.equal(readFileSync(join(dir, 'f'), 'utf8'), 'last', 'the write was done, and close() resolved once the thread stopped');
+  });
+
   it('starts a thread again after it died, failing only the writes it had under way', async (t) => {
     const writer = new Writer(2);
     t.after(() => writer.close());
