@@ -836,7 +836,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'writer-close-drops-batch',
     file: 'lib/storage/file/writer.ts',
-    find: '    if (this.#batch !== undefined) this.#send(thread.worker, this.#batch);\n',
+    find: '    send(thread);\n',
     replace: '',
     tests: [FILE],
     why: 'close() asks a thread to stop before it sends the batch asked in the same turn: those writes fail (EWRITER) instead of being done',
@@ -868,8 +868,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'file-thread-fsync-dropped',
     file: 'lib/storage/file/writer.ts',
-    find: "    await this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync });",
-    replace: "    await this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync: false });",
+    find: "    return this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync }) as Promise<void>;",
+    replace: "    return this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync: false }) as Promise<void>;",
     tests: [FILE_MUTANTS],
     why: 'fsync: true is not passed to the writer threads: nothing is synced on the default write path',
   },

@@ -1,8 +1,8 @@
 /**
  * The folder of a `FileStorage` and every file in it but the atomic write of a session and the
  * rewrite of its header (lib/storage/file/writer-thread.ts, which `writeHeader` here calls):
- * making and locking the folder, trusting shard and owner
- * index folders only once checked, opening files safely, and clearing orphans.
+ * making and locking the folder, trusting shard and owner index folders only once checked,
+ * opening files safely, and clearing orphans.
  *
  * Nothing in the folder is trusted until checked: folders must be real folders of ours, mode 0700
  * (a bad one is set aside, renamed `….bad`); a session file is opened without following a link,
@@ -50,7 +50,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { describe } from '../../duration.js';
 import { StorageError, errCode } from '../../errors.js';
-import { DAY_MS, HEADER_SIZE, type Parsed, header, parseFile, parseHeader } from './format.js';
+import { DAY_MS, HEADER_SIZE, type Parsed, parseFile, parseHeader } from './format.js';
 import { type HeaderOutcome, type WriteIo, rewriteHeader } from './writer-thread.js';
 import type { Writer, WriterHooks } from './writer.js';
 

@@ -198,8 +198,10 @@ async function answer(batch: readonly WriteRequest[]): Promise<WriteReply[]> {
   const replies: WriteReply[] = [];
   for (const msg of batch) {
     try {
-      const outcome = msg.kind === 'write' ? await writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync) : await rewriteHeader(threadIo, msg.file, msg.expiresAt, msg.maxAgeMs, msg.now);
-      replies.push({ id: msg.id, outcome: outcome ?? undefined, err: null });
+      let outcome: HeaderOutcome | undefined;
+      if (msg.kind === 'write') await writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync);
+      else outcome = await rewriteHeader(threadIo, msg.file, msg.expiresAt, msg.maxAgeMs, msg.now);
+      replies.push({ id: msg.id, outcome, err: null });
     } catch (e) {
       const { code, message, inPlace } = (e ?? {}) as { code?: unknown; message?: unknown; inPlace?: unknown };
       replies.push({ id: msg.id, err: { message: String(message), code: typeof code === 'string' ? code : undefined, inPlace: inPlace === true } });

@@ -3,8 +3,9 @@
  * rewrite their headers on renewal, with synchronous calls, so a write is one message round trip
  * instead of four trips through Node's thread pool (a header rewrite, instead of five). What is
  * asked of a thread in one turn of the event loop goes as one message, answered by one message:
- * a batch of renewals (2,000 headers) costs about a third less CPU than with a message each. A write that replaces a file spends most of its time in the kernel, and several
- * threads overlap that work; when the kernel's part is small, the saved trips are what counts.
+ * a batch of renewals (2,000 headers) costs about a third less CPU than with a message each. A
+ * write that replaces a file spends most of its time in the kernel, and several threads overlap
+ * that work; when the kernel's part is small, the saved trips are what counts.
  * bench/RESULTS.md ("Writer threads") has what they were measured to buy.
  *
  * A thread runs writer-thread.ts (the two routines the thread pool path shares), loaded by a
@@ -71,8 +72,8 @@ type Request = Unnumbered<WriteRequest>;
 /**
  * Writes files atomically, and rewrites their headers, on their own threads (`threads` of
  * them, each started on its first call). A file always goes to the same thread (`lane`), so two
- * writes of one file are done in the order they were asked. A thread keeps the process alive only while its writes are pending,
- * and stops on `close()`.
+ * writes of one file are done in the order they were asked. A thread keeps the process alive
+ * only while its requests are pending, or until it has stopped once `close()` asked it to.
  */
 export class Writer {
   readonly #lanes: Lane[];
@@ -92,16 +93,17 @@ export class Writer {
    * `inPlace: true` when only the folder's sync failed). `lane` (any non-negative integer) picks
    * the thread: give the same one for the same file.
    */
-  async write(tmp: string, file: string, content: string, fsync: boolean, lane = 0): Promise<void> {
-    await this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync });
+  write(tmp: string, file: string, content: string, fsync: boolean, lane = 0): Promise<void> {
+    // A write's reply carries no outcome: the promise resolves with nothing.
+    return this.#lane(lane).ask({ kind: 'write', tmp, file, content, fsync }) as Promise<void>;
   }
 
   /**
    * Renews the session file `file` with `rewriteHeader` (lib/storage/file/writer-thread.ts) on
    * the thread `lane` picks: what it found, or a rejection with the file system's `code`.
    */
-  async header(file: string, expiresAt: number, maxAgeMs: number, now: number, lane = 0): Promise<HeaderOutcome> {
-    return (await this.#lane(lane).ask({ kind: 'header', file, expiresAt, maxAgeMs, now })) as HeaderOutcome;
+  header(file: string, expiresAt: number, maxAgeMs: number, now: number, lane = 0): Promise<HeaderOutcome> {
+    return this.#lane(lane).ask({ kind: 'header', file, expiresAt, maxAgeMs, now }) as Promise<HeaderOutcome>;
   }
 
   #lane(lane: number): Lane {
@@ -124,6 +126,11 @@ interface Thread {
   exited: Promise<void>;
   /** Asked to stop: it keeps the process alive until it has. */
   stopping: boolean;
+  /**
+   * What was asked of it in this turn of the event loop, sent as one message at the turn's end:
+   * the thread's own, so that nothing asked of a thread started since goes to this one.
+   */
+  batch: WriteRequest[] | undefined;
 }
 
 /** An error as a thread reports it, with the code `node:fs` gave. */
@@ -134,44 +141,42 @@ function threadError(message: string, code: string | undefined, inPlace = false)
   return err;
 }
 
+/** Sends what was asked of `thread` in this turn, if anything: at the turn's end, or before it is asked to stop. */
+function send(thread: Thread): void {
+  const { batch } = thread;
+  thread.batch = undefined;
+  if (batch !== undefined) thread.worker.postMessage(batch);
+}
+
 /** One writer thread, started again on the next write after it stopped. */
 class Lane {
   readonly #hooks: WriterHooks | undefined;
   #thread: Thread | undefined;
   #seq = 0;
-  /** What was asked of the thread in this turn of the event loop: sent as one message at its end. */
-  #batch: WriteRequest[] | undefined;
 
   constructor(hooks: WriterHooks | undefined) {
     this.#hooks = hooks;
   }
 
   ask(request: Request): Promise<HeaderOutcome | undefined> {
-    const { worker, pending } = this.#thread ?? this.#start();
+    const thread = this.#thread ?? this.#start();
     return new Promise((resolve, reject) => {
       const id = this.#seq++;
-      if (pending.size === 0) worker.ref();
-      pending.set(id, { resolve, reject });
-      if (this.#batch === undefined) {
-        const batch: WriteRequest[] = [];
-        this.#batch = batch;
-        setImmediate(() => this.#send(worker, batch));
+      if (thread.pending.size === 0) thread.worker.ref();
+      thread.pending.set(id, { resolve, reject });
+      if (thread.batch === undefined) {
+        thread.batch = [];
+        setImmediate(send, thread);
       }
-      this.#batch.push({ id, ...request } satisfies WriteRequest);
+      thread.batch.push({ id, ...request } satisfies WriteRequest);
     });
-  }
-
-  /** Sends a batch, once: at the end of its turn, or before the thread is asked to stop. */
-  #send(worker: Worker, batch: WriteRequest[]): void {
-    if (this.#batch === batch) this.#batch = undefined;
-    if (batch.length > 0) worker.postMessage(batch.splice(0));
   }
 
   async close(): Promise<void> {
     const thread = this.#thread;
     this.#thread = undefined;
     if (thread === undefined) return;
-    if (this.#batch !== undefined) this.#send(thread.worker, this.#batch);
+    send(thread);
     // Asked, not terminated: the thread answers what it was given, then ends on its own (and a
     // coverage run gets its profile).
     thread.stopping = true;
@@ -185,7 +190,7 @@ class Lane {
     // sources run, is registered by the bootstrap instead.
     const worker = new Worker(BOOTSTRAP, { eval: true, execArgv: [], workerData: { entry: ENTRY, tsx: TSX, hooks: this.#hooks } });
     let exited!: () => void;
-    const thread: Thread = { worker, pending: new Map(), exited: new Promise<void>((resolve) => (exited = resolve)), stopping: false };
+    const thread: Thread = { worker, pending: new Map(), exited: new Promise<void>((resolve) => (exited = resolve)), stopping: false, batch: undefined };
     const { pending } = thread;
     worker.unref();
     worker.on('message', (replies: WriteReply[]) => {

@@ -1236,6 +1236,32 @@ describe('FileStorage: the writer threads (the default)', () => {
     assert.equal(readFileSync(file(1), 'utf8'), 'last', 'the write asked right before close() was done');
   });
 
+  it('sends what is asked after a thread died to the thread started since, even within the same turn', async (t) => {
+    const writer = new Writer(1);
+    t.after(() => writer.close());
+    const dir = tempDir(t);
+    const workers: Worker[] = [];
+    const ref = Worker.prototype.ref;
+    t.mock.method(Worker.prototype, 'ref', function (this: Worker) {
+      workers.push(this);
+      return ref.call(this);
+    });
+    const posted = watchThreads(t);
+    const first = writer.write(join(dir, 'a.tmp'), join(dir, 'a'), 'a', false);
+    const old = workers[0] as Worker;
+    t.after(() => old.terminate());
+    // The thread's death reaches the writer before the turn in which it was asked ends (an 'exit'
+    // event can come in the same poll phase as the call that asked); a write follows at once.
+    old.emit('exit', 1);
+    const second = writer.write(join(dir, 'b.tmp'), join(dir, 'b'), 'b', false);
+    await assert.rejects(first, (err: unknown) => (err as { code?: string }).code === 'EWRITER', 'the write asked of the dead thread failed');
+    await new Promise((resolve) => setImmediate(resolve));
+    const carrier = posted.find((p) => p.files.includes(join(dir, 'b')));
+    assert.ok(carrier !== undefined && carrier.thread !== old.threadId, 'the second write went to a new thread, not with the first to the dead one');
+    await second;
+    assert.equal(readFileSync(join(dir, 'b'), 'utf8'), 'b', 'and was done');
+  });
+
   it('keeps the process alive until a thread asked to stop has stopped, after it answered', async (t) => {
     // The thread's exit is held after it answered its last write and was asked to stop: were the
     // worker unref'd by that answer, nothing would keep this process alive, and close() would
