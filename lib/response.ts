@@ -28,7 +28,8 @@ export class Response {
   #status = 200;
   /** Headers set so far, by lower-case name; made on the first. */
   #headers: Map<string, [string, OutgoingHttpHeader]> | undefined;
-  #chunks: (string | Uint8Array)[] = [];
+  /** The body written so far: nothing, one chunk (the commonest), or several. */
+  #chunks: string | Uint8Array | (string | Uint8Array)[] | undefined;
   /** 'empty' until written; 'json' while the body is exactly one JSON value; else 'text' or 'bytes'. */
   #kind: 'empty' | 'json' | 'text' | 'bytes' = 'empty';
 
@@ -62,7 +63,7 @@ export class Response {
 
   /** Replaces the body with `value` as JSON, sent as `application/json`. */
   writeJson(value: unknown): this {
-    this.#chunks = [toJson(value)];
+    this.#chunks = toJson(value);
     this.#kind = 'json';
     return this;
   }
@@ -113,7 +114,7 @@ export class Response {
     }
     // The header first: a bad location throws before the status changes.
     this.header('Location', location).status(code);
-    this.#chunks = [];
+    this.#chunks = undefined;
     this.#kind = 'empty';
     return this;
   }
@@ -122,7 +123,7 @@ export class Response {
   reset(status: number, body: string): void {
     this.#status = status;
     this.#headers = undefined;
-    this.#chunks = [body];
+    this.#chunks = body;
     this.#kind = 'text';
   }
 
@@ -139,12 +140,7 @@ export class Response {
     const res = this.raw;
     if (this.takenOver) return;
     const chunks = this.#chunks;
-    const body =
-      chunks.length === 0
-        ? ''
-        : chunks.length === 1
-          ? (chunks[0] as string | Uint8Array)
-          : Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)));
+    const body = chunks === undefined ? '' : Array.isArray(chunks) ? Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))) : chunks;
     const headers = this.#headers;
     if (headers !== undefined) for (const [name, value] of headers.values()) res.setHeader(name, value);
     if (setCookies !== undefined) {
@@ -171,7 +167,10 @@ export class Response {
   #push(chunk: string | Uint8Array, kind: 'json' | 'text' | 'bytes'): void {
     if (this.#kind === 'empty') this.#kind = kind;
     else if (this.#kind === 'json' || kind === 'text' || kind === 'json') this.#kind = 'text';
-    this.#chunks.push(chunk);
+    const chunks = this.#chunks;
+    if (chunks === undefined) this.#chunks = chunk;
+    else if (Array.isArray(chunks)) chunks.push(chunk);
+    else this.#chunks = [chunks, chunk];
   }
 }
 

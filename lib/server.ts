@@ -194,22 +194,27 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
 
   /** The `(req, res)` listener, for users who run their own `node:http` server. */
   readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
-    // Last resort: the handling itself failed. Answer if still possible; never crash.
-    const lastResort = (err: unknown): void => {
-      this.#report(err, undefined);
-      if (!res.headersSent) {
-        res.statusCode = 500;
-        res.end(GENERIC_500);
-      } else {
-        res.destroy();
-      }
-    };
+    let pending: Promise<void> | undefined;
     try {
-      this.#handle(req, res)?.catch(lastResort);
+      pending = this.#handle(req, res);
     } catch (err) {
-      lastResort(err);
+      this.#lastResort(err, res);
+      return;
     }
+    // The closure only for a request that did not finish at once.
+    pending?.catch((err: unknown) => this.#lastResort(err, res));
   };
+
+  /** Last resort: the handling itself failed. Answers if still possible; never crashes. */
+  #lastResort(err: unknown, res: ServerResponse): void {
+    this.#report(err, undefined);
+    if (!res.headersSent) {
+      res.statusCode = 500;
+      res.end(GENERIC_500);
+    } else {
+      res.destroy();
+    }
+  }
 
   /**
    * Opens the storage (a folder another process holds is refused here), then listens on the
@@ -416,7 +421,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     let pending: Promise<void> | undefined;
     try {
       const manager = this.#sessions();
-      const loaded = manager.load<T>(manager.incomingIds(req.headers.cookie, (name) => r.header(name)), r);
+      const loaded = manager.load<T>(manager.incomingIds(req.headers.cookie, r), r);
       if (loaded instanceof Promise) {
         pending = loaded.then((session) => {
           r.session = session;
@@ -527,7 +532,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
   #idsOf(r: Request<Session<T>>): string[] {
     const o = this.#o;
     const ids: string[] = [];
-    for (const id of this.#sessions().incomingIds(r.raw.headers.cookie, (name) => r.header(name))) {
+    for (const id of this.#sessions().incomingIds(r.raw.headers.cookie, r)) {
       try {
         if (id !== '' && o.sessionIdValidator(id)) ids.push(id);
       } catch {

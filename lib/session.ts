@@ -32,6 +32,13 @@ const REMOVED = Symbol('removed');
 
 type Change = JsonValue | typeof REMOVED;
 
+/**
+ * The changes of a session this request has not changed: one empty map shared by all of them,
+ * only ever read, so that a request that only reads its session makes no map. The first change
+ * gives the session a map of its own ({@link changesOf}).
+ */
+const NO_CHANGES: ReadonlyMap<string, Change> = new Map();
+
 /** Keys of a session data type, as strings. */
 type Key<T> = keyof T & string;
 
@@ -43,7 +50,8 @@ interface SessionState {
   readonly origin: string;
   /** The data loaded under `origin`; never changed in place. */
   readonly base: SessionData | undefined;
-  changes: Map<string, Change>;
+  /** This request's changes, by key; {@link NO_CHANGES} until the first (write through {@link changesOf}). */
+  changes: ReadonlyMap<string, Change>;
   /** Every stored key is dropped before `changes` apply. */
   cleared: boolean;
   /** Whether the data of the session under `id` derives from the stored `origin`. */
@@ -100,7 +108,7 @@ export class Session<T extends object = SessionData> {
       id,
       origin: id,
       base,
-      changes: new Map(),
+      changes: NO_CHANGES,
       cleared: false,
       fromOrigin: id !== '',
       retire: false,
@@ -180,7 +188,7 @@ export class Session<T extends object = SessionData> {
   /** Deletes keys. */
   remove(...keys: Key<T>[]): this {
     for (const k of keys) if (isMetaKey(k)) reserved(k);
-    for (const k of keys) this.#s.changes.set(k, REMOVED);
+    for (const k of keys) changesOf(this.#s).set(k, REMOVED);
     this.#s.touched = true;
     return this;
   }
@@ -211,8 +219,7 @@ export class Session<T extends object = SessionData> {
     const s = this.#s;
     if (!keepData) {
       const created = lookup(s, META.created);
-      s.changes = new Map();
-      if (created !== undefined) s.changes.set(META.created, created);
+      s.changes = created === undefined ? NO_CHANGES : new Map([[META.created, created]]);
       s.cleared = true;
       s.fromOrigin = false;
     }
@@ -231,7 +238,7 @@ export class Session<T extends object = SessionData> {
   async destroy(): Promise<void> {
     const s = this.#s;
     s.id = '';
-    s.changes = new Map();
+    s.changes = NO_CHANGES;
     s.cleared = true;
     s.fromOrigin = false;
     s.retire = s.origin !== '';
@@ -281,7 +288,7 @@ export class Session<T extends object = SessionData> {
       return this;
     }
     if (current !== undefined) {
-      this.#s.changes.set(key, REMOVED);
+      changesOf(this.#s).set(key, REMOVED);
       this.#s.touched = true;
     }
     return cloneJson(list);
@@ -310,7 +317,7 @@ export class Session<T extends object = SessionData> {
   setOwner(owner: string | undefined, info?: JsonValue): this {
     const s = this.#s;
     if (owner === undefined) {
-      for (const k of [META.owner, META.ownedSince, META.info]) s.changes.set(k, REMOVED);
+      for (const k of [META.owner, META.ownedSince, META.info]) changesOf(s).set(k, REMOVED);
       s.touched = true;
       return this;
     }
@@ -320,7 +327,7 @@ export class Session<T extends object = SessionData> {
       this.#change(META.owner, owner);
       this.#change(META.ownedSince, this.#ctx.now());
     }
-    s.changes.set(META.info, value);
+    changesOf(s).set(META.info, value);
     s.touched = true;
     return this;
   }
@@ -360,9 +367,15 @@ export class Session<T extends object = SessionData> {
       s.id = this.#ctx.newId();
       s.destroyed = false;
     }
-    s.changes.set(key, value);
+    changesOf(s).set(key, value);
     s.touched = true;
   }
+}
+
+/** The session's changes, to be written: its own map, made on the first change. */
+function changesOf(s: SessionState): Map<string, Change> {
+  if (s.changes === NO_CHANGES) s.changes = new Map();
+  return s.changes as Map<string, Change>;
 }
 
 /** The value a session holds under `key` now, the library's keys included. */
@@ -556,11 +569,11 @@ export class SessionManager {
    * The ids a request offers, in order: every value of the session cookie (at most
    * {@link MAX_SESSION_COOKIES}), else the request header of the same name.
    */
-  incomingIds(cookieHeader: string | undefined, header: (name: string) => string | undefined): string[] {
+  incomingIds(cookieHeader: string | undefined, request: { header(name: string): string | undefined }): string[] {
     const name = this.#config.idName;
     const ids = cookieValues(cookieHeader, name, MAX_SESSION_COOKIES);
     if (ids.length === 0) {
-      const h = header(name);
+      const h = request.header(name);
       if (h !== undefined) ids.push(h);
     }
     return ids;
@@ -665,10 +678,20 @@ export class SessionManager {
         if (patch === undefined) return this.#update(s).then((written) => this.#setCookie(s, jar, secure, written ? this.#cookieAfterWrite(s, secure) : undefined));
         const remember = lookup(s, META.remember);
         const created = lookup(s, META.created);
-        const written = this.#now(() => patch(s.id, changeSet(s), this.#ttl(remember, created)), 'write');
+        let written: boolean;
+        try {
+          written = patch(s.id, changeSet(s), this.#ttl(remember, created));
+        } catch (err) {
+          throw asStorageError(err, 'write');
+        }
         if (written) cookie = this.#cookieIfDue(s.id, remember, created, secure, s.changes.has(META.remember));
       } else if (s.base !== undefined) {
-        const alive = this.#now(() => sync.touch(s.id, this.#ttl(s.base?.[META.remember], s.base?.[META.created])), 'touch');
+        let alive: ReturnType<SyncStorage['touch']>;
+        try {
+          alive = sync.touch(s.id, this.#ttl(s.base[META.remember], s.base[META.created]));
+        } catch (err) {
+          throw asStorageError(err, 'touch');
+        }
         if (alive === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
         if (alive !== false) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
         // A touch that could not tell whether the session exists: asked before a cookie goes out.
@@ -691,7 +714,12 @@ export class SessionManager {
       s.id = '';
       return this.#setCookie(s, jar, secure, undefined);
     }
-    const written = this.#now(() => sync.set(s.id, next.data, next.ttl), 'write');
+    let written: ReturnType<SyncStorage['set']>;
+    try {
+      written = sync.set(s.id, next.data, next.ttl);
+    } catch (err) {
+      throw asStorageError(err, 'write');
+    }
     if (written === NOT_NOW) {
       return this.#write(s.id, next.data, next.ttl).then(() => {
         this.#afterNew(s, request);
@@ -726,15 +754,6 @@ export class SessionManager {
     const emit = this.#config.emit;
     if (emit === undefined) return;
     emit(s.retire ? { type: 'regenerated', idHash: hashId(s.id), previousIdHash: hashId(s.origin) } : { type: 'created', idHash: hashId(s.id) }, request);
-  }
-
-  /** Runs a {@link SyncStorage} call, turning its failure into a `StorageError`. */
-  #now<R>(fn: () => R, what: string): R {
-    try {
-      return fn();
-    } catch (err) {
-      throw asStorageError(err, what);
-    }
   }
 
   /**

@@ -127,8 +127,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'session-regenerate-drop-keeps-set',
     file: 'lib/session.ts',
-    find: '      const created = lookup(s, META.created);\n      s.changes = new Map();\n',
-    replace: '      const created = lookup(s, META.created);\n',
+    find: '      s.changes = created === undefined ? NO_CHANGES : new Map([[META.created, created]]);',
+    replace: '      if (created !== undefined) changesOf(s).set(META.created, created);',
     tests: [SESSION],
     why: 'regenerate({ keepData: false }) keeps the keys set earlier in the same request',
   },
