@@ -86,7 +86,7 @@ export function parseCookie(header: string | undefined): Record<string, string> 
 export function cookieValues(header: string | undefined, name: string, limit = 1): string[] {
   const values: string[] = [];
   if (typeof header !== 'string') return values;
-  const at: Pair = { nameStart: 0, nameEnd: 0, valueStart: 0, end: 0 };
+  const at = SCRATCH;
   for (let index = 0, pairs = 0; values.length < limit && (index = nextPair(header, index, at)) !== -1 && ++pairs <= MAX_COOKIE_PAIRS; ) {
     if (at.nameEnd - at.nameStart === name.length && header.startsWith(name, at.nameStart)) values.push(readValue(header, at.valueStart, at.end));
   }
@@ -100,6 +100,12 @@ interface Pair {
   valueStart: number;
   end: number;
 }
+
+/**
+ * Where {@link cookieValues} keeps the pair it is at: one for the module, as the scan is
+ * synchronous and calls nothing that scans again, so a request's lookup allocates no record.
+ */
+const SCRATCH: Pair = { nameStart: 0, nameEnd: 0, valueStart: 0, end: 0 };
 
 /**
  * Finds the next `name=value` pair at or after `index`, skipping segments without `=`, and

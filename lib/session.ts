@@ -15,7 +15,7 @@ import { type Duration, describe, parseDuration } from './duration.js';
 import { hashId } from './id.js';
 import { cloneJson, jsonEqual, newRecord, setOwn, toJsonValue } from './json.js';
 import type { CookieJar } from './request.js';
-import { META, NOT_NOW, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type SyncStorage, isMetaKey } from './storage/storage.js';
+import { META, NOT_NOW, REMOVED, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type SyncStorage, isMetaKey } from './storage/storage.js';
 
 /**
  * How many values of the session cookie one request may offer. A sibling subdomain can plant a
@@ -26,9 +26,6 @@ export const MAX_SESSION_COOKIES = 4;
 
 /** The most ids whose next cookie refresh the manager remembers. */
 const MAX_COOKIE_DUE = 100_000;
-
-/** Marks a key this request removed. */
-const REMOVED = Symbol('removed');
 
 type Change = JsonValue | typeof REMOVED;
 
@@ -177,11 +174,14 @@ export class Session<T extends object = SessionData> {
     if (record === null || typeof record !== 'object') {
       throw new TypeError('session record is invalid: expected an object');
     }
-    const entries = Object.keys(record).map((k) => {
+    // Every value is checked and copied before the first is recorded: all of them, or none.
+    const keys = Object.keys(record);
+    const values: JsonValue[] = [];
+    for (const k of keys) {
       if (isMetaKey(k)) reserved(k);
-      return [k, toJsonValue((record as Record<string, unknown>)[k], k)] as const;
-    });
-    for (const [k, v] of entries) this.#change(k, v);
+      values.push(toJsonValue((record as Record<string, unknown>)[k], k));
+    }
+    for (let i = 0; i < keys.length; i++) this.#change(keys[i] as string, values[i] as JsonValue);
     return this;
   }
 
@@ -680,7 +680,7 @@ export class SessionManager {
         const created = lookup(s, META.created);
         let written: boolean;
         try {
-          written = patch(s.id, changeSet(s), this.#ttl(remember, created));
+          written = patch(s.id, s.changes, s.cleared, this.#ttl(remember, created));
         } catch (err) {
           throw asStorageError(err, 'write');
         }

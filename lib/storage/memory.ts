@@ -6,7 +6,7 @@ import { type Duration, describe } from '../duration.js';
 import { sessionTooLarge } from '../errors.js';
 import { hashId } from '../id.js';
 import { entryBytes, newRecord, setOwn, valueBytes } from '../json.js';
-import { META, SYNC, type JsonValue, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from './storage.js';
+import { META, REMOVED, SYNC, type JsonValue, type SessionChangeMap, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from './storage.js';
 
 /** Options of {@link MemoryStorage}. */
 export interface MemoryStorageOptions {
@@ -72,7 +72,7 @@ export class MemoryStorage implements Storage {
       this.#store(id, data, ttlMs, this.#checkSize(data));
       return true;
     },
-    patch: (id, changes, ttlMs) => this.#patch(id, changes, ttlMs),
+    patch: (id, changes, clear, ttlMs) => this.#patch(id, changes, clear, ttlMs),
     touch: (id, ttlMs) => this.#cache.touch(id, ttlMs),
     cookieDue: (id) => this.#cache.noteOf(id) || undefined,
     setCookieDue: (id, at) => this.#cache.setNote(id, at),
@@ -93,7 +93,10 @@ export class MemoryStorage implements Storage {
    * @returns `false` (changing nothing) when the session is missing or expired
    */
   async patch(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean> {
-    return this.#patch(id, changes, ttlMs);
+    const map = new Map<string, JsonValue | typeof REMOVED>();
+    for (const k of changes.remove) map.set(k, REMOVED);
+    for (const k of Object.keys(changes.set)) map.set(k, changes.set[k] as JsonValue);
+    return this.#patch(id, map, changes.clear, ttlMs);
   }
 
   /**
@@ -155,7 +158,8 @@ export class MemoryStorage implements Storage {
     this.#owners.clear();
   }
 
-  #patch(id: string, changes: SessionChanges, ttlMs: number): boolean {
+  /** {@link MemoryStorage.patch}, on the changes as the session records them (see {@link SessionChangeMap}). */
+  #patch(id: string, changes: SessionChangeMap, clear: boolean, ttlMs: number): boolean {
     const current = this.#cache.peek(id);
     if (current === undefined) return false;
     const next: SessionData = newRecord();
@@ -164,16 +168,15 @@ export class MemoryStorage implements Storage {
     // Removed keys are left out of the copy rather than deleted from it: a delete would turn
     // the record into a dictionary, slower to read from then on.
     let sum = 0;
-    if (!changes.clear) {
-      const removed = changes.remove;
+    if (!clear) {
       sum = this.#cache.sizeOf(id) ?? 0;
       for (const k of Object.keys(current)) {
-        if (removed.length !== 0 && removed.includes(k)) sum -= entryBytes(k, current[k] as JsonValue);
+        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);
         else setOwn(next, k, current[k]);
       }
     }
-    for (const k of Object.keys(changes.set)) {
-      const v = changes.set[k] as JsonValue;
+    for (const [k, v] of changes) {
+      if (v === REMOVED) continue;
       // A key that stays: only its value's bytes change.
       sum += Object.hasOwn(next, k) ? valueBytes(v) - valueBytes(next[k] as JsonValue) : entryBytes(k, v);
       setOwn(next, k, v);

@@ -150,6 +150,16 @@ export interface Storage {
   list?(): AsyncIterable<{ readonly idHash: string; readonly expiresAt: number }>;
 }
 
+/** @internal Marks, in a {@link SessionChangeMap}, a key the request removed. */
+export const REMOVED: unique symbol = Symbol('bare-session: removed');
+
+/**
+ * @internal A request's changes as the session records them, by key: a new value, or
+ * {@link REMOVED}. What {@link SyncStorage.patch} takes, without the {@link SessionChanges}
+ * the contract's `patch` is given.
+ */
+export type SessionChangeMap = ReadonlyMap<string, JsonValue | typeof REMOVED>;
+
 /** What a {@link SyncStorage} answers when it cannot answer at once (the server then awaits the method's promise). */
 export const NOT_NOW: unique symbol = Symbol('bare-session: not now');
 
@@ -165,7 +175,7 @@ export interface SyncStorage {
   get(id: string): SessionData | undefined | typeof NOT_NOW;
   set(id: string, data: SessionData, ttlMs: number): true | typeof NOT_NOW;
   /** Absent when the storage never writes at once (FileStorage, RedisStorage): the server then awaits the contract's `patch`. */
-  patch?(id: string, changes: SessionChanges, ttlMs: number): boolean;
+  patch?(id: string, changes: SessionChangeMap, clear: boolean, ttlMs: number): boolean;
   /**
    * As the contract's `touch`; `undefined` when it extended nothing and cannot tell whether the
    * session exists (RedisStorage within its `ttlUpdateInterval`): the server then reads the

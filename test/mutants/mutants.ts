@@ -125,6 +125,14 @@ export const MUTANTS: readonly Mutant[] = [
     why: 'regenerate does not delete the old id: a stolen pre-login id stays valid (session fixation)',
   },
   {
+    id: 'session-changes-shared',
+    file: 'lib/session.ts',
+    find: '  if (s.changes === NO_CHANGES) s.changes = new Map();\n',
+    replace: '',
+    tests: [SESSION],
+    why: 'the first change of a session is written into the empty change map every unchanged session shares: one request\'s changes show in every other session',
+  },
+  {
     id: 'session-regenerate-drop-keeps-set',
     file: 'lib/session.ts',
     find: '      s.changes = created === undefined ? NO_CHANGES : new Map([[META.created, created]]);',
@@ -416,8 +424,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'memory-patch-ignores-remove',
     file: 'lib/storage/memory.ts',
-    find: '        if (removed.length !== 0 && removed.includes(k)) sum -= entryBytes(k, current[k] as JsonValue);\n        else setOwn(next, k, current[k]);',
-    replace: '        if (removed.length !== 0 && removed.includes(k)) sum -= entryBytes(k, current[k] as JsonValue);\n        setOwn(next, k, current[k]);',
+    find: '        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);\n        else setOwn(next, k, current[k]);',
+    replace: '        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);\n        setOwn(next, k, current[k]);',
     tests: [CONTRACT, SESSION],
     why: 'patch does not delete the removed keys',
   },
@@ -456,8 +464,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'memory-size-removed-not-subtracted',
     file: 'lib/storage/memory.ts',
-    find: '        if (removed.length !== 0 && removed.includes(k)) sum -= entryBytes(k, current[k] as JsonValue);',
-    replace: '        if (removed.length !== 0 && removed.includes(k)) sum -= 0;',
+    find: '        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);',
+    replace: '        if (changes.get(k) === REMOVED) sum -= 0;',
     tests: [CONTRACT, MEMORY, MEMORY_MUTANTS],
     why: 'a removed key still counts toward the session\'s size',
   },

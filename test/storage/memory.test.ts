@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryStorage, generateId } from '../../lib/index.js';
-import { type JsonValue, META, NOT_NOW, SYNC, type SessionData, type SyncStorage } from '../../lib/storage/storage.js';
+import { type JsonValue, META, NOT_NOW, REMOVED, SYNC, type SessionData, type SyncStorage } from '../../lib/storage/storage.js';
 import { Clock } from '../helpers.js';
 import { prng } from '../prng.js';
 
@@ -71,9 +71,9 @@ describe('MemoryStorage', () => {
     const id = generateId();
     assert.equal(sync.get(id), undefined, 'a missing session, at once');
     assert.equal(sync.touch(id, MINUTE), false, 'touch of a missing session: false, at once');
-    assert.equal(sync.patch(id, { set: { a: 1 }, remove: [], clear: false }, MINUTE), false, 'patch of a missing session: false, at once');
+    assert.equal(sync.patch(id, new Map([['a', 1]]), false, MINUTE), false, 'patch of a missing session: false, at once');
     assert.equal(sync.set(id, { a: 1 }, MINUTE), true, 'set, at once');
-    assert.equal(sync.patch(id, { set: { b: 2 }, remove: ['a'], clear: false }, MINUTE), true, 'patch, at once');
+    assert.equal(sync.patch(id, new Map<string, JsonValue | typeof REMOVED>([['b', 2], ['a', REMOVED]]), false, MINUTE), true, 'patch, at once');
     assert.deepEqual({ ...(sync.get(id) as SessionData) }, { b: 2 }, 'what was patched is read back');
     assert.notEqual(sync.get(id), NOT_NOW, 'memory never says "not now"');
     clock.advance(MINUTE);
