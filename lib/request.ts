@@ -109,12 +109,12 @@ export class Request<S = unknown> {
   params: Params;
   /** The response, sent after the handler and the session's commit. */
   readonly response: Response;
-  /** The request's cookies and the ones the response sets. */
-  readonly cookie: CookieJar;
   /** The session, loaded before the handler when the request carries an id. */
   session!: S;
   readonly #rawQuery: string;
   readonly #bodyLimit: number;
+  readonly #cookieDefaults: CookieOptions;
+  #cookie: CookieJar | undefined;
   #url: URL | undefined;
   #query: URLSearchParams | undefined;
   #body: Promise<Buffer> | undefined;
@@ -130,7 +130,20 @@ export class Request<S = unknown> {
     this.params = params;
     this.response = response;
     this.#bodyLimit = context.bodyLimit;
-    this.cookie = new CookieJar(raw.headers.cookie, context.cookieDefaults);
+    this.#cookieDefaults = context.cookieDefaults;
+  }
+
+  /** The request's cookies and the ones the response sets. */
+  get cookie(): CookieJar {
+    // Made on first use: most requests neither read a cookie nor set one besides the session's.
+    this.#cookie ??= new CookieJar(this.raw.headers.cookie, this.#cookieDefaults);
+    return this.#cookie;
+  }
+
+  /** @internal The `Set-Cookie` values pending, or `undefined` when none is (without making the jar). */
+  get pendingCookies(): Iterable<string> | undefined {
+    const jar = this.#cookie;
+    return jar !== undefined && jar.hasPending ? jar.pending.values() : undefined;
   }
 
   /** The full URL (built on first use). Host comes from the `Host` header, else `localhost`. */

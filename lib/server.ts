@@ -460,7 +460,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
   }
 
   #commit(r: Request<Session<T>>, manager: SessionManager): Promise<void> | undefined {
-    const committed = manager.commit(r.session as Session<object>, r.cookie, this.#secure(r.raw), r);
+    const committed = manager.commit(r.session as Session<object>, r, this.#secure(r.raw), r);
     if (committed instanceof Promise) return committed.then((cookie) => this.#noStore(r, cookie));
     this.#noStore(r, committed);
     return undefined;
@@ -476,7 +476,7 @@ export class Server<T extends object = SessionData> extends RouteGroup<T> {
     this.#inFlight--;
     const response = r.response;
     if (this.#closing !== undefined && !response.takenOver) response.header('Connection', 'close');
-    response.send(r.cookie.hasPending ? r.cookie.pending.values() : undefined);
+    response.send(r.pendingCookies);
     if (this.#inFlight === 0) this.#idle?.();
   }
 

@@ -30,9 +30,10 @@ const MAX_COOKIE_DUE = 100_000;
 type Change = JsonValue | typeof REMOVED;
 
 /**
- * The changes of a session this request has not changed: one empty map shared by all of them,
- * only ever read, so that a request that only reads its session makes no map. The first change
- * gives the session a map of its own ({@link changesOf}).
+ * The changes of a session that holds none: one empty map shared by all of them (sessions this
+ * request only read, and those `destroy()` or `regenerate({ keepData: false })` emptied), only
+ * ever read, so that a request that only reads its session makes no map. Every change goes
+ * through {@link changesOf}, which gives the session a map of its own first.
  */
 const NO_CHANGES: ReadonlyMap<string, Change> = new Map();
 
@@ -47,7 +48,7 @@ interface SessionState {
   readonly origin: string;
   /** The data loaded under `origin`; never changed in place. */
   readonly base: SessionData | undefined;
-  /** This request's changes, by key; {@link NO_CHANGES} until the first (write through {@link changesOf}). */
+  /** This request's changes, by key: {@link NO_CHANGES} while there are none; written only through {@link changesOf}, or replaced whole. */
   changes: ReadonlyMap<string, Change>;
   /** Every stored key is dropped before `changes` apply. */
   cleared: boolean;
@@ -453,6 +454,11 @@ function changeSet(s: SessionState): SessionChanges {
   return { set, remove, clear: s.cleared };
 }
 
+/** Where the session cookie goes: a request, whose cookie jar is made only when a cookie is set. */
+interface CookieHolder {
+  readonly cookie: CookieJar;
+}
+
 /** What the manager needs to know, resolved by the server from its options. */
 export interface SessionConfig {
   readonly storage: () => Storage;
@@ -665,7 +671,7 @@ export class SessionManager {
    * and no cookie is set then.
    * @returns whether the session cookie was set or cleared
    */
-  commit(session: Session<object>, jar: CookieJar, secure: boolean, request?: unknown): boolean | Promise<boolean> {
+  commit(session: Session<object>, cookies: CookieHolder, secure: boolean, request?: unknown): boolean | Promise<boolean> {
     const s = session[STATE];
     // The commonest requests answer at once: nothing to commit, or a storage that can.
     if (s.id === '' && !s.retire) return false;
@@ -675,7 +681,7 @@ export class SessionManager {
       if (s.touched && changed(s)) {
         // A storage that never writes at once (FileStorage, RedisStorage): the awaited commit.
         const patch = sync.patch;
-        if (patch === undefined) return this.#update(s).then((written) => this.#setCookie(s, jar, secure, written ? this.#cookieAfterWrite(s, secure) : undefined));
+        if (patch === undefined) return this.#update(s).then((written) => this.#setCookie(s, cookies, secure, written ? this.#cookieAfterWrite(s, secure) : undefined));
         const remember = lookup(s, META.remember);
         const created = lookup(s, META.created);
         let written: boolean;
@@ -692,27 +698,27 @@ export class SessionManager {
         } catch (err) {
           throw asStorageError(err, 'touch');
         }
-        if (alive === NOT_NOW) return this.#commitAsync(s, jar, secure, request);
+        if (alive === NOT_NOW) return this.#commitAsync(s, cookies, secure, request);
         if (alive !== false) cookie = this.#cookieIfDue(s.id, s.base[META.remember], s.base[META.created], secure, false);
         // A touch that could not tell whether the session exists: asked before a cookie goes out.
-        if (cookie !== undefined && alive === undefined) return this.#confirmed(s, jar, secure, cookie);
+        if (cookie !== undefined && alive === undefined) return this.#confirmed(s, cookies, secure, cookie);
       }
-      return this.#setCookie(s, jar, secure, cookie);
+      return this.#setCookie(s, cookies, secure, cookie);
     }
-    if (sync !== undefined && !s.retire && s.origin === '') return this.#commitNew(s, sync, jar, secure, request);
-    return this.#commitAsync(s, jar, secure, request);
+    if (sync !== undefined && !s.retire && s.origin === '') return this.#commitNew(s, sync, cookies, secure, request);
+    return this.#commitAsync(s, cookies, secure, request);
   }
 
   /**
    * {@link SessionManager.commit} of a session started by this request (no id was loaded, none
    * is retired) on a storage that may write it at once: without a promise when it does.
    */
-  #commitNew(s: SessionState, sync: SyncStorage, jar: CookieJar, secure: boolean, request: unknown): boolean | Promise<boolean> {
+  #commitNew(s: SessionState, sync: SyncStorage, cookies: CookieHolder, secure: boolean, request: unknown): boolean | Promise<boolean> {
     const next = this.#prepareNew(s, undefined, secure);
     if (next === undefined) {
       // Started and emptied in one request: no session is created.
       s.id = '';
-      return this.#setCookie(s, jar, secure, undefined);
+      return this.#setCookie(s, cookies, secure, undefined);
     }
     let written: ReturnType<SyncStorage['set']>;
     try {
@@ -723,11 +729,11 @@ export class SessionManager {
     if (written === NOT_NOW) {
       return this.#write(s.id, next.data, next.ttl).then(() => {
         this.#afterNew(s, request);
-        return this.#setCookie(s, jar, secure, next.header);
+        return this.#setCookie(s, cookies, secure, next.header);
       });
     }
     this.#afterNew(s, request);
-    return this.#setCookie(s, jar, secure, next.header);
+    return this.#setCookie(s, cookies, secure, next.header);
   }
 
   /**
@@ -760,13 +766,13 @@ export class SessionManager {
    * Sets `cookie` once the storage says that the session still exists: a session another
    * request destroyed meanwhile is never sent back.
    */
-  async #confirmed(s: SessionState, jar: CookieJar, secure: boolean, cookie: string): Promise<boolean> {
+  async #confirmed(s: SessionState, cookies: CookieHolder, secure: boolean, cookie: string): Promise<boolean> {
     const alive = (await this.#read(s.id)) !== undefined;
-    return this.#setCookie(s, jar, secure, alive ? cookie : undefined);
+    return this.#setCookie(s, cookies, secure, alive ? cookie : undefined);
   }
 
   /** {@link SessionManager.commit}, awaiting the storage. */
-  async #commitAsync(s: SessionState, jar: CookieJar, secure: boolean, request: unknown): Promise<boolean> {
+  async #commitAsync(s: SessionState, cookies: CookieHolder, secure: boolean, request: unknown): Promise<boolean> {
     let cookie: string | undefined;
     if (s.id === '') {
       // No session now: destroyed.
@@ -806,7 +812,7 @@ export class SessionManager {
       }
       if (s.retire) await this.#remove(s.origin);
     }
-    return this.#setCookie(s, jar, secure, cookie);
+    return this.#setCookie(s, cookies, secure, cookie);
   }
 
   /** The session cookie after a write of the loaded session, when due (always when the write changed its life). */
@@ -814,16 +820,16 @@ export class SessionManager {
     return this.#cookieIfDue(s.id, lookup(s, META.remember), lookup(s, META.created), secure, s.changes.has(META.remember));
   }
 
-  /** Puts the session cookie (or its expiry) in the jar. @returns whether it did */
-  #setCookie(s: SessionState, jar: CookieJar, secure: boolean, cookie: string | undefined): boolean {
+  /** Puts the session cookie (or its expiry) in the request's jar. @returns whether it did */
+  #setCookie(s: SessionState, cookies: CookieHolder, secure: boolean, cookie: string | undefined): boolean {
     const c = this.#config;
     if (!c.cookieOutput) return false;
     if (cookie !== undefined) {
-      jar.pending.set(c.idName, cookie);
+      cookies.cookie.pending.set(c.idName, cookie);
       return true;
     }
     if (s.destroyed && s.id === '') {
-      jar.remove(c.idName, this.#cookieOptions(secure, undefined));
+      cookies.cookie.remove(c.idName, this.#cookieOptions(secure, undefined));
       return true;
     }
     return false;

@@ -612,6 +612,14 @@ describe('commit semantics', () => {
     await drop.send(s.port, '/set');
     assert.equal((await drop.send(s.port, '/login?keep=no')).body, '{"user":"ann"}', 'keepData: false drops the stored data and the key set before it');
     assert.equal((await drop.send(s.port, '/get')).body, '{"user":"ann"}', 'and stores only what was set after it');
+    // A new visitor: its session is emptied to no changes at all, then changed again.
+    const fresh = new Jar();
+    assert.equal((await fresh.send(s.port, '/login?keep=no')).body, '{"user":"ann"}', 'a new session: keepData: false drops the key set before it');
+    assert.equal((await fresh.send(s.port, '/get')).body, '{"user":"ann"}', 'and stores only what was set after it');
+    const other = new Jar();
+    await other.send(s.port, '/set');
+    assert.equal((await other.send(s.port, '/get')).body, '{"time":1700000000}', 'another session shows none of those changes');
+    assert.equal((await new Jar().send(s.port, '/get')).body, '{}', 'nor does a request without a session');
   });
 
   for (const end of ['regenerate', 'destroy'] as const) {

@@ -93,10 +93,12 @@ export class MemoryStorage implements Storage {
    * @returns `false` (changing nothing) when the session is missing or expired
    */
   async patch(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean> {
+    // The set keys first, in their order: they are added in the order of the map.
     const map = new Map<string, JsonValue | typeof REMOVED>();
-    for (const k of changes.remove) map.set(k, REMOVED);
     for (const k of Object.keys(changes.set)) map.set(k, changes.set[k] as JsonValue);
-    return this.#patch(id, map, changes.clear, ttlMs);
+    for (const k of changes.remove) if (!map.has(k)) map.set(k, REMOVED);
+    // A key both removed and set is dropped, then set: it moves to the end, as on FileStorage.
+    return this.#patch(id, map, changes.clear, ttlMs, changes.remove.length === 0 ? undefined : new Set(changes.remove));
   }
 
   /**
@@ -158,8 +160,12 @@ export class MemoryStorage implements Storage {
     this.#owners.clear();
   }
 
-  /** {@link MemoryStorage.patch}, on the changes as the session records them (see {@link SessionChangeMap}). */
-  #patch(id: string, changes: SessionChangeMap, clear: boolean, ttlMs: number): boolean {
+  /**
+   * {@link MemoryStorage.patch}, on the changes as the session records them (see
+   * {@link SessionChangeMap}): every stored key is dropped when `clear`; else the keys marked
+   * removed, and those in `dropped` (removed, then set again, by the contract's `patch`), are.
+   */
+  #patch(id: string, changes: SessionChangeMap, clear: boolean, ttlMs: number, dropped?: ReadonlySet<string>): boolean {
     const current = this.#cache.peek(id);
     if (current === undefined) return false;
     const next: SessionData = newRecord();
@@ -171,7 +177,7 @@ export class MemoryStorage implements Storage {
     if (!clear) {
       sum = this.#cache.sizeOf(id) ?? 0;
       for (const k of Object.keys(current)) {
-        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);
+        if (changes.get(k) === REMOVED || dropped?.has(k) === true) sum -= entryBytes(k, current[k] as JsonValue);
         else setOwn(next, k, current[k]);
       }
     }

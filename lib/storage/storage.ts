@@ -155,8 +155,10 @@ export const REMOVED: unique symbol = Symbol('bare-session: removed');
 
 /**
  * @internal A request's changes as the session records them, by key: a new value, or
- * {@link REMOVED}. What {@link SyncStorage.patch} takes, without the {@link SessionChanges}
- * the contract's `patch` is given.
+ * {@link REMOVED}; they apply after `clear` (every stored key dropped), when given. What
+ * {@link SyncStorage.patch} takes instead of the {@link SessionChanges} of the contract's
+ * `patch`: the session's own map, which the storage reads during the call and neither keeps nor
+ * changes (its values are stored as they are, as the contract's are).
  */
 export type SessionChangeMap = ReadonlyMap<string, JsonValue | typeof REMOVED>;
 
@@ -166,8 +168,9 @@ export const NOT_NOW: unique symbol = Symbol('bare-session: not now');
 /**
  * @internal How the library's own storages answer at once when they can (memory, and
  * `FileStorage`'s sessions in memory), so that the server's commonest requests take no promise
- * at all. Each method does what the contract's method of the same name does and has done it
- * completely when it returns, or returns {@link NOT_NOW} having done nothing. A storage that
+ * at all. Each method does what the contract's method of the same name does (`patch` on a
+ * {@link SessionChangeMap}) and has done it completely when it returns, or returns
+ * {@link NOT_NOW} having done nothing. A storage that
  * offers it also has `configure`, and so checks `maxSize` itself. Not part of the contract: a
  * storage of a user never needs it.
  */

@@ -424,8 +424,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'memory-patch-ignores-remove',
     file: 'lib/storage/memory.ts',
-    find: '        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);\n        else setOwn(next, k, current[k]);',
-    replace: '        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);\n        setOwn(next, k, current[k]);',
+    find: '        if (changes.get(k) === REMOVED || dropped?.has(k) === true) sum -= entryBytes(k, current[k] as JsonValue);\n        else setOwn(next, k, current[k]);',
+    replace: '        if (changes.get(k) === REMOVED || dropped?.has(k) === true) sum -= entryBytes(k, current[k] as JsonValue);\n        setOwn(next, k, current[k]);',
     tests: [CONTRACT, SESSION],
     why: 'patch does not delete the removed keys',
   },
@@ -464,8 +464,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'memory-size-removed-not-subtracted',
     file: 'lib/storage/memory.ts',
-    find: '        if (changes.get(k) === REMOVED) sum -= entryBytes(k, current[k] as JsonValue);',
-    replace: '        if (changes.get(k) === REMOVED) sum -= 0;',
+    find: '        if (changes.get(k) === REMOVED || dropped?.has(k) === true) sum -= entryBytes(k, current[k] as JsonValue);',
+    replace: '        if (changes.get(k) === REMOVED || dropped?.has(k) === true) sum -= 0;',
     tests: [CONTRACT, MEMORY, MEMORY_MUTANTS],
     why: 'a removed key still counts toward the session\'s size',
   },

@@ -28,23 +28,35 @@ function randomValue(rand: () => number, depth = 0): JsonValue {
 const KEYS = ['a', 'b', 'é', 'quote"d', '__proto__', 'constructor', '', META.created];
 
 describe('MemoryStorage', () => {
-  it('measures a patched session exactly as its JSON, without serializing the keys that did not change', async () => {
+  it('measures a patched session exactly as its JSON, without serializing the keys that did not change, through the contract and the server\'s change map', async () => {
     const rand = prng(20261130);
     for (let round = 0; round < 100; round++) {
       const storage = new MemoryStorage();
+      const sync = (storage as unknown as { [SYNC]: Required<SyncStorage> })[SYNC];
       const id = generateId();
       let data: SessionData = Object.create(null);
       for (const k of KEYS) if (rand() < 0.5) Object.defineProperty(data, k, { value: randomValue(rand), enumerable: true, writable: true, configurable: true });
       await storage.set(id, data, MINUTE);
       for (let step = 0; step < 5; step++) {
+        // Half the steps as the server patches (a session's change map: a key is set or removed,
+        // never both), half through the contract, where a key may be removed and set again.
+        const viaMap = rand() < 0.5;
         const set: SessionData = Object.create(null);
         const remove: string[] = [];
+        const map = new Map<string, JsonValue | typeof REMOVED>();
         for (const k of KEYS) {
           const r = rand();
-          if (r < 0.25) Object.defineProperty(set, k, { value: randomValue(rand), enumerable: true, writable: true, configurable: true });
-          else if (r < 0.4) remove.push(k);
+          if (r < 0.25) {
+            Object.defineProperty(set, k, { value: randomValue(rand), enumerable: true, writable: true, configurable: true });
+            map.set(k, set[k] as JsonValue);
+            if (!viaMap && r < 0.08) remove.push(k);
+          } else if (r < 0.4) {
+            remove.push(k);
+            map.set(k, REMOVED);
+          }
         }
         const clear = rand() < 0.1;
+        const patch = (): Promise<boolean> => (viaMap ? Promise.resolve().then(() => sync.patch(id, map, clear, MINUTE)) : storage.patch(id, { set, remove, clear }, MINUTE));
         // The exact JSON of the result, computed the plain way.
         const expected: SessionData = Object.create(null);
         if (!clear) for (const k of Object.keys(data)) Object.defineProperty(expected, k, { value: data[k], enumerable: true, writable: true, configurable: true });
@@ -53,10 +65,10 @@ describe('MemoryStorage', () => {
         const size = Buffer.byteLength(JSON.stringify(expected));
         // Exactly at the limit: accepted; one byte under it: refused, changing nothing.
         storage.configure({ maxAgeMs: MINUTE, maxSize: size - 1 });
-        await assert.rejects(storage.patch(id, { set, remove, clear }, MINUTE), (e: unknown) => (e as { code?: string }).code === 'ESESSIONTOOLARGE', `round ${round} step ${step}: one byte over the limit is refused`);
+        await assert.rejects(patch(), (e: unknown) => (e as { code?: string }).code === 'ESESSIONTOOLARGE', `round ${round} step ${step}: one byte over the limit is refused`);
         assert.deepEqual({ ...(await storage.get(id)) }, { ...data }, `round ${round} step ${step}: a refused patch changed nothing`);
         storage.configure({ maxAgeMs: MINUTE, maxSize: size });
-        assert.equal(await storage.patch(id, { set, remove, clear }, MINUTE), true, `round ${round} step ${step}: exactly at the limit is accepted`);
+        assert.equal(await patch(), true, `round ${round} step ${step}: exactly at the limit is accepted`);
         data = (await storage.get(id)) as SessionData;
         assert.equal(JSON.stringify(data), JSON.stringify(expected), `round ${round} step ${step}: the patch gave the expected session`);
       }
