@@ -314,8 +314,8 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'session-sync-new-no-event',
     file: 'lib/session.ts',
-    find: '    this.#afterNew(s, request);\n    return this.#setCookie(s, jar, secure, next.header);\n  }',
-    replace: '    return this.#setCookie(s, jar, secure, next.header);\n  }',
+    find: '    this.#afterNew(s, request);\n    return this.#setCookie(s, cookies, secure, next.header);\n  }',
+    replace: '    return this.#setCookie(s, cookies, secure, next.header);\n  }',
     tests: [SESSION_MORE, FEATURES],
     why: 'on a storage that answers at once, a new session is never reported to the created listeners',
   },
@@ -639,7 +639,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'session-unconfirmed-cookie',
     file: 'lib/session.ts',
-    find: '        if (cookie !== undefined && alive === undefined) return this.#confirmed(s, jar, secure, cookie);\n',
+    find: '        if (cookie !== undefined && alive === undefined) return this.#confirmed(s, cookies, secure, cookie);\n',
     replace: '',
     tests: ['test/storage/redis.test.ts'],
     why: 'a read whose touch could not tell (Redis within its rate limit) sends a due cookie without asking whether the session still exists: a session another process destroyed gets its cookie back',
