@@ -93,12 +93,11 @@ export class MemoryStorage implements Storage {
    * @returns `false` (changing nothing) when the session is missing or expired
    */
   async patch(id: string, changes: SessionChanges, ttlMs: number): Promise<boolean> {
-    // The set keys first, in their order: they are added in the order of the map.
-    const map = new Map<string, JsonValue | typeof REMOVED>();
-    for (const k of Object.keys(changes.set)) map.set(k, changes.set[k] as JsonValue);
-    for (const k of changes.remove) if (!map.has(k)) map.set(k, REMOVED);
-    // A key both removed and set is dropped, then set: it moves to the end, as on FileStorage.
-    return this.#patch(id, map, changes.clear, ttlMs, changes.remove.length === 0 ? undefined : new Set(changes.remove));
+    const set = new Map<string, JsonValue>();
+    for (const k of Object.keys(changes.set)) set.set(k, changes.set[k] as JsonValue);
+    // The removed keys are dropped from the copy: one also set is then set again, at the end,
+    // as on FileStorage.
+    return this.#patch(id, set, changes.clear, ttlMs, changes.remove.length === 0 ? undefined : new Set(changes.remove));
   }
 
   /**
@@ -163,7 +162,8 @@ export class MemoryStorage implements Storage {
   /**
    * {@link MemoryStorage.patch}, on the changes as the session records them (see
    * {@link SessionChangeMap}): every stored key is dropped when `clear`; else the keys marked
-   * removed, and those in `dropped` (removed, then set again, by the contract's `patch`), are.
+   * removed (the server's), and those in `dropped` (the contract's `patch` gives its removed keys
+   * there; one it also sets is set again, at the end), are.
    */
   #patch(id: string, changes: SessionChangeMap, clear: boolean, ttlMs: number, dropped?: ReadonlySet<string>): boolean {
     const current = this.#cache.peek(id);
