@@ -189,7 +189,8 @@ export class Session<T extends object = SessionData> {
   /** Deletes keys. */
   remove(...keys: Key<T>[]): this {
     for (const k of keys) if (isMetaKey(k)) reserved(k);
-    for (const k of keys) changesOf(this.#s).set(k, REMOVED);
+    const changes = changesOf(this.#s);
+    for (const k of keys) changes.set(k, REMOVED);
     this.#s.touched = true;
     return this;
   }
@@ -318,7 +319,8 @@ export class Session<T extends object = SessionData> {
   setOwner(owner: string | undefined, info?: JsonValue): this {
     const s = this.#s;
     if (owner === undefined) {
-      for (const k of [META.owner, META.ownedSince, META.info]) changesOf(s).set(k, REMOVED);
+      const changes = changesOf(s);
+      for (const k of [META.owner, META.ownedSince, META.info]) changes.set(k, REMOVED);
       s.touched = true;
       return this;
     }
