@@ -858,6 +858,14 @@ export const MUTANTS: readonly Mutant[] = [
     why: 'a thread asked to stop stops keeping the process alive once it answered: the process can exit before the thread has, and close() never resolves',
   },
   {
+    id: 'writer-headers-spread',
+    file: 'lib/storage/file/writer.ts',
+    find: "    return this.#lane(0).ask({ kind: 'header', file, expiresAt, maxAgeMs, now }) as Promise<HeaderOutcome>;",
+    replace: "    return this.#lane(Number.parseInt(file.slice(-64, -62), 16)).ask({ kind: 'header', file, expiresAt, maxAgeMs, now }) as Promise<HeaderOutcome>;",
+    tests: [FILE],
+    why: 'a batch of renewals is spread over the writer threads by shard again, so that each thread warms its own JIT on it: a young process pays for four cold loops instead of one',
+  },
+  {
     id: 'file-header-shortens-later-expiry',
     file: 'lib/storage/file/writer-thread.ts',
     find: '    if (current >= expiresAt && current <= now + maxAgeMs) return \'kept\';',

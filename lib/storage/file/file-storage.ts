@@ -78,8 +78,8 @@ export interface FileStorageOptions {
   /**
    * How many threads write session files and rewrite their headers on renewal, with synchronous
    * calls (a message round trip per write, where Node's thread pool takes four trips, and per
-   * header, where it takes five). A session's file always goes to the same thread; each thread
-   * starts on its first write or renewal. More than one pays even on two cores: a write
+   * header, where it takes five). A session's file is always written by the same thread, and
+   * every header is rewritten by the first one; each thread starts on its first write or renewal. More than one pays even on two cores: a write
    * that replaces a file spends most of its time in the kernel, and four threads overlap it
    * (see lib/storage/file/writer.ts). Each thread takes about 9 MB of memory. `0` writes through Node's
    * thread pool instead. An integer from 0 to 64.

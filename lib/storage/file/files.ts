@@ -636,7 +636,7 @@ export class Folder {
     const now = this.#now();
     let outcome: HeaderOutcome;
     try {
-      outcome = await (writer === undefined ? rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : writer.header(file, expiresAt, maxAgeMs, now, Number.parseInt(shard, 16)));
+      outcome = await (writer === undefined ? rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : writer.header(file, expiresAt, maxAgeMs, now));
     } catch (err) {
       // What is at the name may be why it failed (a folder: EISDIR; a link: ELOOP): anything but
       // a regular file is set aside (putAside reads it again first); else the renewal failed.

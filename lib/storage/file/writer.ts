@@ -5,8 +5,8 @@
  * asked of a thread in one turn of the event loop goes as one message, answered by one message:
  * a batch of renewals (2,000 headers) costs about a third less CPU than with a message each. A
  * write that replaces a file spends most of its time in the kernel, and several threads overlap
- * that work; when the kernel's part is small, the saved trips are what counts.
- * bench/RESULTS.md ("Writer threads") has what they were measured to buy.
+ * that work; when the kernel's part is small, the saved trips are what counts, and header
+ * rewrites go to one thread only. bench/RESULTS.md ("Writer threads") has what they were measured to buy.
  *
  * A thread runs writer-thread.ts (the two routines the thread pool path shares), loaded by a
  * few lines of bootstrap: from `dist/` the compiled `writer-thread.js`; from the TypeScript
@@ -71,8 +71,9 @@ type Request = Unnumbered<WriteRequest>;
 
 /**
  * Writes files atomically, and rewrites their headers, on their own threads (`threads` of
- * them, each started on its first call). A file always goes to the same thread (`lane`), so two
- * writes of one file are done in the order they were asked. A thread keeps the process alive
+ * them, each started on its first call). A file's writes always go to the same thread
+ * (`lane`), so two writes of one file are done in the order they were asked; header rewrites all
+ * go to the first thread (see {@link Writer.header}). A thread keeps the process alive
  * only while its requests are pending, or until it has stopped once `close()` asked it to.
  */
 export class Writer {
@@ -100,10 +101,17 @@ export class Writer {
 
   /**
    * Renews the session file `file` with `rewriteHeader` (lib/storage/file/writer-thread.ts) on
-   * the thread `lane` picks: what it found, or a rejection with the file system's `code`.
+   * the first thread, whatever the file: what it found, or a rejection with the file system's
+   * `code`. Spreading a batch of renewals over the threads buys nothing (a header rewrite spends
+   * little time in the kernel) and costs each thread its own warm-up: a thread's code starts
+   * interpreted and is compiled as it runs, and each thread's JIT warms on its own, so that a
+   * young process pays for four cold loops instead of one. Measured on batches of 2,000
+   * renewals from `dist/` (bench/RESULTS.md, "Writer threads"): the first three batches of a
+   * process cost about a third less CPU, later ones about a fifth less. The caller orders the
+   * requests of one file (its queue), so which thread runs them does not matter.
    */
-  header(file: string, expiresAt: number, maxAgeMs: number, now: number, lane = 0): Promise<HeaderOutcome> {
-    return this.#lane(lane).ask({ kind: 'header', file, expiresAt, maxAgeMs, now }) as Promise<HeaderOutcome>;
+  header(file: string, expiresAt: number, maxAgeMs: number, now: number): Promise<HeaderOutcome> {
+    return this.#lane(0).ask({ kind: 'header', file, expiresAt, maxAgeMs, now }) as Promise<HeaderOutcome>;
   }
 
   #lane(lane: number): Lane {

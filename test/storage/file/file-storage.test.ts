@@ -1141,6 +1141,8 @@ interface Posted {
   thread: number;
   /** The files of the requests it carried (none for the message that asks a thread to stop). */
   files: string[];
+  /** What each request asked: `'write'` or `'header'`, in the order of `files`. */
+  kinds: string[];
 }
 
 /**
@@ -1152,7 +1154,8 @@ function watchThreads(t: TestContext, kill: (threadId: number) => boolean = () =
   const post = Worker.prototype.postMessage;
   t.mock.method(Worker.prototype, 'postMessage', function (this: Worker, ...args: Parameters<typeof post>) {
     const batch: unknown = args[0];
-    posted.push({ thread: this.threadId, files: Array.isArray(batch) ? batch.map((r: { file: string }) => r.file) : [] });
+    const requests = Array.isArray(batch) ? (batch as { file: string; kind: string }[]) : [];
+    posted.push({ thread: this.threadId, files: requests.map((r) => r.file), kinds: requests.map((r) => r.kind) });
     if (kill(this.threadId)) return void this.terminate();
     return post.apply(this, args);
   });
@@ -1234,6 +1237,29 @@ describe('FileStorage: the writer threads (the default)', () => {
     await writer.close();
     await last;
     assert.equal(readFileSync(file(1), 'utf8'), 'last', 'the write asked right before close() was done');
+  });
+
+  it('rewrites every header of a batch of renewals on the first thread, which alone then warms up, whatever thread wrote the file', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make({ writerThreads: 4 });
+    const posted = watchThreads(t);
+    const ids = Array.from({ length: 40 }, generateId);
+    await Promise.all(ids.map((id, i) => s.set(id, { i }, MINUTE)));
+    const writes = posted.filter((p) => p.kinds.includes('write'));
+    assert.equal(new Set(writes.map((p) => p.thread)).size, 4, '40 files were written by all four threads (by shard)');
+    const firstLane = new Set(ids.filter((id) => Number.parseInt(hashOf(id).slice(0, 2), 16) % 4 === 0).map((id) => fileOf(dir, id)));
+    const threadOfLane0 = writes.find((p) => p.files.some((f) => firstLane.has(f)))?.thread;
+    assert.ok(threadOfLane0 !== undefined, 'some file went to the first thread (shard 0 of 4)');
+
+    clock.advance(10_000);
+    for (const id of ids) await s.touch(id, MINUTE);
+    const before = posted.length;
+    await s.flush();
+    const renewals = posted.slice(before).filter((p) => p.kinds.includes('header'));
+    assert.deepEqual(renewals.flatMap((p) => p.files).sort(), ids.map((id) => fileOf(dir, id)).sort(), 'the flush asked for the header of each of the 40 files once');
+    assert.deepEqual([...new Set(renewals.map((p) => p.thread))], [threadOfLane0], 'every header went to the first thread, none to the thread that wrote its file');
+    for (const id of ids) assert.equal(expiryOf(fileOf(dir, id)), clock.ms + MINUTE, 'each header holds its renewal');
+    assert.deepEqual(errors, [], 'nothing reported');
   });
 
   it('sends what is asked after a thread died to the thread started since, even within the same turn', async (t) => {
