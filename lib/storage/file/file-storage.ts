@@ -41,11 +41,13 @@ import { Writer } from './writer.js';
 
 /**
  * Header rewrites of a flush in flight at once on the writer threads (on Node's thread pool,
- * {@link CONCURRENCY}, as each holds a descriptor open). A thread gets what one turn of the event
- * loop asked of it as one message: 256 at once makes batches of about 30 on 4 threads, and a
- * header about 40 % cheaper in CPU than at 16 (batches of 2 or 3).
+ * {@link CONCURRENCY}, as each holds a descriptor open). They all go to the first thread, which
+ * gets what one turn of the event loop asked of it as one message: 64 at once makes batches of
+ * 64, a header about 40 % cheaper in CPU than at 16 (batches of 2 or 3 over four threads) and
+ * as cheap as at 256, while a write of that thread waits behind 64 header rewrites at most
+ * (a few ms), and a thread that dies takes 64 renewals with it at most.
  */
-const THREAD_FLUSH_CONCURRENCY = 256;
+const THREAD_FLUSH_CONCURRENCY = 64;
 
 /** Options of {@link FileStorage}. */
 export interface FileStorageOptions {
@@ -79,10 +81,10 @@ export interface FileStorageOptions {
    * How many threads write session files and rewrite their headers on renewal, with synchronous
    * calls (a message round trip per write, where Node's thread pool takes four trips, and per
    * header, where it takes five). A session's file is always written by the same thread, and
-   * every header is rewritten by the first one; each thread starts on its first write or renewal. More than one pays even on two cores: a write
-   * that replaces a file spends most of its time in the kernel, and four threads overlap it
-   * (see lib/storage/file/writer.ts). Each thread takes about 9 MB of memory. `0` writes through Node's
-   * thread pool instead. An integer from 0 to 64.
+   * every header is rewritten by the first one; each thread starts on its first call. More
+   * than one pays even on two cores: a write that replaces a file spends most of its time in
+   * the kernel, and four threads overlap it (see lib/storage/file/writer.ts). Each thread takes
+   * about 9 MB of memory. `0` writes through Node's thread pool instead. An integer from 0 to 64.
    * @default 4
    */
   writerThreads?: number;

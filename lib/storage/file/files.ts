@@ -625,7 +625,7 @@ export class Folder {
 
   /**
    * Rewrites the expiry digits in place, to a later expiry, or to `expiresAt` when the header
-   * promises more than `maxAgeMs` from now: on `writer`'s threads, or on Node's thread pool
+   * promises more than `maxAgeMs` from now: on `writer`'s first thread, or on Node's thread pool
    * without one (see `rewriteHeader`). Never creates a file, never follows a link, never waits;
    * a file that is not a session file is set aside instead.
    */

@@ -73,7 +73,8 @@ type Request = Unnumbered<WriteRequest>;
  * Writes files atomically, and rewrites their headers, on their own threads (`threads` of
  * them, each started on its first call). A file's writes always go to the same thread
  * (`lane`), so two writes of one file are done in the order they were asked; header rewrites all
- * go to the first thread (see {@link Writer.header}). A thread keeps the process alive
+ * go to the first thread (see {@link Writer.header}), so a header rewrite and a write of one
+ * file may run at once on two threads: the caller waits for one before it asks the other. A thread keeps the process alive
  * only while its requests are pending, or until it has stopped once `close()` asked it to.
  */
 export class Writer {
@@ -106,9 +107,10 @@ export class Writer {
    * little time in the kernel) and costs each thread its own warm-up: a thread's code starts
    * interpreted and is compiled as it runs, and each thread's JIT warms on its own, so that a
    * young process pays for four cold loops instead of one. Measured on batches of 2,000
-   * renewals from `dist/` (bench/RESULTS.md, "Writer threads"): the first three batches of a
-   * process cost about a third less CPU, later ones about a fifth less. The caller orders the
-   * requests of one file (its queue), so which thread runs them does not matter.
+   * renewals from `dist/` (bench/RESULTS.md, "What was left for FileStorage's reads"): the
+   * first three batches of a process cost about a third less CPU, later ones about 30 % less.
+   * The caller orders the requests of one file (its queue), so which thread runs them does not
+   * matter.
    */
   header(file: string, expiresAt: number, maxAgeMs: number, now: number): Promise<HeaderOutcome> {
     return this.#lane(0).ask({ kind: 'header', file, expiresAt, maxAgeMs, now }) as Promise<HeaderOutcome>;
