@@ -6,7 +6,8 @@
  * a batch of renewals (2,000 headers) costs about a third less CPU than with a message each. A
  * write that replaces a file spends most of its time in the kernel, and several threads overlap
  * that work; when the kernel's part is small, the saved trips are what counts, and header
- * rewrites go to one thread only. bench/RESULTS.md ("Writer threads") has what they were measured to buy.
+ * rewrites go to one thread only. bench/RESULTS.md ("Writer threads") has what they were
+ * measured to buy.
  *
  * A thread runs writer-thread.ts (the two routines the thread pool path shares), loaded by a
  * few lines of bootstrap: from `dist/` the compiled `writer-thread.js`; from the TypeScript
@@ -74,8 +75,9 @@ type Request = Unnumbered<WriteRequest>;
  * them, each started on its first call). A file's writes always go to the same thread
  * (`lane`), so two writes of one file are done in the order they were asked; header rewrites all
  * go to the first thread (see {@link Writer.header}), so a header rewrite and a write of one
- * file may run at once on two threads: the caller waits for one before it asks the other. A thread keeps the process alive
- * only while its requests are pending, or until it has stopped once `close()` asked it to.
+ * file may run at once on two threads: the caller waits for one before it asks the other. A
+ * thread keeps the process alive only while its requests are pending, or until it has stopped
+ * once `close()` asked it to.
  */
 export class Writer {
   readonly #lanes: Lane[];

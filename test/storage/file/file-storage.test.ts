@@ -1243,18 +1243,19 @@ describe('FileStorage: the writer threads (the default)', () => {
     const { dir, clock, errors, make } = setup(t);
     const s = make({ writerThreads: 4 });
     const posted = watchThreads(t);
-    // 100 ids or more, until each of the four lanes (the shard, mod 4) has one: never left to chance.
+    // A file's lane: its shard, mod 4. 100 ids or more, until each lane has one: never left to chance.
+    const laneOf = (id: string): number => Number.parseInt(hashOf(id).slice(0, 2), 16) % 4;
     const ids: string[] = [];
     const lanes = new Set<number>();
     while (ids.length < 100 || lanes.size < 4) {
       const id = generateId();
       ids.push(id);
-      lanes.add(Number.parseInt(hashOf(id).slice(0, 2), 16) % 4);
+      lanes.add(laneOf(id));
     }
     await Promise.all(ids.map((id, i) => s.set(id, { i }, MINUTE)));
     const writes = posted.filter((p) => p.kinds.includes('write'));
     assert.equal(new Set(writes.map((p) => p.thread)).size, 4, 'the files were written by all four threads (by shard)');
-    const firstLane = new Set(ids.filter((id) => Number.parseInt(hashOf(id).slice(0, 2), 16) % 4 === 0).map((id) => fileOf(dir, id)));
+    const firstLane = new Set(ids.filter((id) => laneOf(id) === 0).map((id) => fileOf(dir, id)));
     const threadOfLane0 = writes.find((p) => p.files.some((f) => firstLane.has(f)))?.thread;
     assert.ok(threadOfLane0 !== undefined, 'some file went to the first thread (shard 0 of 4)');
 
