@@ -36,16 +36,15 @@ import { META, NOT_NOW, SYNC, type SessionChanges, type SessionData, type Storag
 import { CONCURRENCY, Folder, HASH_RE, defaultPath, fsCalls, runLimited, sha256, unlinkQuiet } from './files.js';
 import { MAX_AGE_MS, type Parsed, header } from './format.js';
 import { FileQueue, type Op } from './queue.js';
-import { writeAtomic } from './writer-thread.js';
+import { type HeaderOutcome, writeAtomic } from './writer-thread.js';
 import { Writer } from './writer.js';
 
 /**
- * Header rewrites of a flush in flight at once on the writer threads (on Node's thread pool,
- * {@link CONCURRENCY}, as each holds a descriptor open). They all go to the first thread, which
- * gets what one turn of the event loop asked of it as one message: 64 at once makes batches of
- * 64, a header about 40 % cheaper in CPU than at 16 (batches of 2 or 3 over four threads) and
- * as cheap as at 256, while a write of that thread waits behind 64 header rewrites at most
- * (a few ms), and a thread that dies takes 64 renewals with it at most.
+ * Header rewrites of a flush per request to the first writer thread, one request at a time (on
+ * Node's thread pool, {@link CONCURRENCY} in flight, as each holds a descriptor open): 64
+ * costs as little CPU a header as 256 (measured when each was a message of its own, 40 % less
+ * than 16), while a write of that thread waits behind 64 header rewrites at most (a few ms),
+ * and a thread that dies takes 64 renewals with it at most.
  */
 const THREAD_FLUSH_CONCURRENCY = 64;
 
@@ -769,17 +768,75 @@ export class FileStorage implements Storage {
   }
 
   async #flush(): Promise<void> {
-    // Each extension stays in #touches, where reads and the sweep see it, until its header write
-    // is queued (the queue then guards the file); a set or remove meanwhile makes it moot.
-    await runLimited([...this.#touches.keys()], this.#writer === undefined ? CONCURRENCY : THREAD_FLUSH_CONCURRENCY, async (hash) => {
-      if (!this.#touches.has(hash)) return;
-      const expiresAt = this.#renewal(hash);
-      this.#touches.delete(hash);
-      // The next renewal of the entry in memory starts the next batch.
-      const entry = this.#inMemory(hash);
-      if (entry !== undefined) entry.pending = false;
-      await this.#queue.enqueue(hash, { kind: 'touch', expiresAt }).catch((err: unknown) => this.#report('could not extend a session file\'s lifetime', err));
-    });
+    const hashes = [...this.#touches.keys()];
+    const writer = this.#writer;
+    if (writer === undefined) {
+      await runLimited(hashes, CONCURRENCY, async (hash) => {
+        const expiresAt = this.#takeRenewal(hash);
+        if (expiresAt !== undefined) await this.#queueRenewal(hash, expiresAt);
+      });
+      return;
+    }
+    for (let i = 0; i < hashes.length; i += THREAD_FLUSH_CONCURRENCY) await this.#flushBatch(writer, hashes.slice(i, i + THREAD_FLUSH_CONCURRENCY));
+  }
+
+  /**
+   * Takes the renewal of `hash` out of `#touches` for its header write: the expiry to write, or
+   * `undefined` when a set or remove made it moot. Each renewal stays in `#touches`, where reads
+   * and the sweep see it, until its write is queued or its file held (the queue then guards the
+   * file).
+   */
+  #takeRenewal(hash: string): number | undefined {
+    if (!this.#touches.has(hash)) return undefined;
+    const expiresAt = this.#renewal(hash);
+    this.#touches.delete(hash);
+    // The next renewal of the entry in memory starts the next batch.
+    const entry = this.#inMemory(hash);
+    if (entry !== undefined) entry.pending = false;
+    return expiresAt;
+  }
+
+  /** Writes the renewal of `hash` through its file's queue; a failure is reported. */
+  #queueRenewal(hash: string, expiresAt: number): Promise<void> {
+    return this.#queue.enqueue(hash, { kind: 'touch', expiresAt }).catch((err: unknown) => this.#report('could not extend a session file\'s lifetime', err));
+  }
+
+  /**
+   * Writes the renewals of `hashes` as one request to the first writer thread, each file held in
+   * its queue until its outcome is dealt with, so that a write or a removal of it waits as it
+   * would behind a queued renewal. A file with an operation under way or waiting, or in a shard
+   * folder not checked yet, gets its renewal through its queue instead.
+   */
+  async #flushBatch(writer: Writer, hashes: readonly string[]): Promise<void> {
+    const held: { hash: string; expiresAt: number; release: () => void }[] = [];
+    const queued: Promise<void>[] = [];
+    for (const hash of hashes) {
+      const expiresAt = this.#takeRenewal(hash);
+      if (expiresAt === undefined) continue;
+      const release = this.#folder.trusts(hash.slice(0, 2)) ? this.#queue.hold(hash) : undefined;
+      if (release === undefined) queued.push(this.#queueRenewal(hash, expiresAt));
+      else held.push({ hash, expiresAt, release });
+    }
+    if (held.length > 0) {
+      let outcomes: (HeaderOutcome | Error)[];
+      try {
+        outcomes = await writer.headers(held.map((h) => this.#folder.file(h.hash)), held.map((h) => h.expiresAt), this.#maxAgeMs, this.#now());
+      } catch (err) {
+        outcomes = held.map(() => err as Error);
+      }
+      const settling: Promise<void>[] = [];
+      for (const [i, { hash, release }] of held.entries()) {
+        const outcome = outcomes[i] ?? new Error('the writer thread gave no answer for this renewal');
+        if (outcome === 'written' || outcome === 'kept' || outcome === 'missing') {
+          release();
+          continue;
+        }
+        const settled = this.#folder.settleHeader(hash, outcome, this.#maxSize).catch((err: unknown) => this.#report('could not extend a session file\'s lifetime', err));
+        settling.push(settled.finally(release));
+      }
+      await Promise.all(settling);
+    }
+    await Promise.all(queued);
   }
 
   async #sweep(): Promise<number> {

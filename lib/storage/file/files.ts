@@ -513,6 +513,11 @@ export class Folder {
     return check;
   }
 
+  /** Whether the subfolder `rel` is known to be trusted already (no check is started). */
+  trusts(rel: string): boolean {
+    return this.#trusted.has(rel);
+  }
+
   /** Forgets that `rel` was trusted (it was removed behind this instance's back, or by the sweep). */
   forget(rel: string): void {
     this.#trusted.delete(rel);
@@ -634,16 +639,28 @@ export class Folder {
     if (!(await this.verify(shard))) return;
     const file = this.file(hash);
     const now = this.#now();
-    let outcome: HeaderOutcome;
+    let outcome: HeaderOutcome | Error;
     try {
-      outcome = await (writer === undefined ? rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : writer.header(file, expiresAt, maxAgeMs, now));
+      outcome = await (writer === undefined ? rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : (await writer.headers([file], [expiresAt], maxAgeMs, now))[0] as HeaderOutcome | Error);
     } catch (err) {
-      // What is at the name may be why it failed (a folder: EISDIR; a link: ELOOP): anything but
-      // a regular file is set aside (putAside reads it again first); else the renewal failed.
-      if ((await whatIsAt(file)) === undefined) throw err;
-      outcome = 'not a session';
+      outcome = err instanceof Error ? err : new Error(String(err));
     }
-    if (outcome === 'not a session') await this.putAside(hash, maxSize);
+    await this.settleHeader(hash, outcome, maxSize);
+  }
+
+  /**
+   * What follows a header rewrite of the session file `hash` that found `outcome` (run in the
+   * file's queue): a file that is not a session file is set aside; a failure is set aside too
+   * when what is at the name is why (a folder: EISDIR; a link: ELOOP; anything but a regular
+   * file, which putAside reads again first), else it rejects with it.
+   */
+  async settleHeader(hash: string, outcome: HeaderOutcome | Error, maxSize: number): Promise<void> {
+    if (outcome instanceof Error) {
+      if ((await whatIsAt(this.file(hash))) === undefined) throw outcome;
+    } else if (outcome !== 'not a session') {
+      return;
+    }
+    await this.putAside(hash, maxSize);
   }
 
   /**

@@ -109,6 +109,24 @@ export class FileQueue {
     return done;
   }
 
+  /**
+   * Takes the file of `hash` for an operation run outside the queue (a batch of renewals, many
+   * files in one request), when nothing runs or waits on it: operations enqueued meanwhile wait,
+   * merged as usual, until the returned function is called (once). `undefined` when the file is
+   * busy: enqueue the operation instead.
+   */
+  hold(hash: string): (() => void) | undefined {
+    if (this.#queues.has(hash)) return undefined;
+    const q: Queue = { pending: undefined, busy: true, idle: [] };
+    this.#queues.set(hash, q);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      void this.#drain(hash, q);
+    };
+  }
+
   /** Resolves once nothing runs or waits on the file of `hash` (at once when nothing does). */
   settled(hash: string): Promise<void> {
     const q = this.#queues.get(hash);

@@ -110,32 +110,75 @@ export type HeaderOutcome = 'written' | 'kept' | 'missing' | 'not a session';
  * Rewrites the expiry digits of the session file `file` in place, through `io`: to `expiresAt`
  * when that is later than the header's, or when the header promises more than `maxAgeMs` from
  * `now`. Never creates a file, never follows a link, never waits on a FIFO; the body is not
- * touched. Rejects with the file system's error (an open refused, an `fstat`, read or write that
+ * touched. Fails with the file system's error (an open refused, an `fstat`, read or write that
  * failed), or with code `'ESHORTWRITE'` when a write makes no progress.
+ *
+ * Synchronous as long as `io` answers synchronously (a writer thread's calls: a batch of
+ * renewals then takes no promise and no turn of the thread's event loop per header); a promise
+ * from the first call of `io` that returns one (Node's thread pool, or calls a test wrapped)
+ * on. It throws or rejects accordingly.
  */
-export async function rewriteHeader(io: WriteIo, file: string, expiresAt: number, maxAgeMs: number, now: number): Promise<HeaderOutcome> {
+export function rewriteHeader(io: WriteIo, file: string, expiresAt: number, maxAgeMs: number, now: number): MaybePromise<HeaderOutcome> {
+  return drive(headerSteps(io, file, expiresAt, maxAgeMs, now));
+}
+
+/** {@link rewriteHeader}'s steps: each call of `io` is yielded, and what it answered comes back (see {@link drive}). */
+function* headerSteps(io: WriteIo, file: string, expiresAt: number, maxAgeMs: number, now: number): Generator<unknown, HeaderOutcome, unknown> {
   let fd: number;
   try {
-    fd = await io.open(file, REWRITE_FLAGS, 0);
+    fd = (yield io.open(file, REWRITE_FLAGS, 0)) as number;
   } catch (err) {
     if (errCode(err) === 'ENOENT') return 'missing';
     throw err;
   }
   try {
-    if (!(await io.stat(fd)).isFile()) return 'not a session';
+    if (!((yield io.stat(fd)) as { isFile(): boolean }).isFile()) return 'not a session';
     const head = Buffer.alloc(HEADER_SIZE);
-    const current = parseHeader(head.subarray(0, await io.read(fd, head, 0, HEADER_SIZE, 0)), now);
+    const current = parseHeader(head.subarray(0, (yield io.read(fd, head, 0, HEADER_SIZE, 0)) as number), now);
     if (typeof current === 'string') return 'not a session';
     if (current >= expiresAt && current <= now + maxAgeMs) return 'kept';
     const bytes = Buffer.from(header(expiresAt), 'latin1');
     for (let at = 0; at < bytes.length; ) {
-      const n = await io.write(fd, bytes, at, bytes.length - at, at);
+      const n = (yield io.write(fd, bytes, at, bytes.length - at, at)) as number;
       if (!(n > 0)) throw Object.assign(new Error(`a header rewrite made no progress at byte ${at}`), { code: 'ESHORTWRITE' });
       at += n;
     }
     return 'written';
   } finally {
-    await settle(() => io.close(fd));
+    try {
+      yield io.close(fd);
+    } catch {
+      // As in settle(): a header written before a close that failed is written.
+    }
+  }
+}
+
+/**
+ * Runs `steps` to their end: each value a step yields goes back to it at once, until one is a
+ * promise; from there on, each is awaited (a rejection is thrown into the steps, where their
+ * `try` sees it). Returns what the steps return, or a promise of it.
+ */
+function drive<T>(steps: Generator<unknown, T, unknown>): MaybePromise<T> {
+  let step = steps.next();
+  while (step.done !== true) {
+    if (step.value instanceof Promise) return driveAsync(steps, step.value);
+    step = steps.next(step.value);
+  }
+  return step.value;
+}
+
+async function driveAsync<T>(steps: Generator<unknown, T, unknown>, first: Promise<unknown>): Promise<T> {
+  let pending: unknown = first;
+  for (;;) {
+    let step: IteratorResult<unknown, T>;
+    try {
+      step = steps.next(await pending);
+    } catch (err) {
+      // The awaited call failed (or the steps threw on: then throw() rethrows it, ending them).
+      step = steps.throw(err);
+    }
+    if (step.done === true) return step.value;
+    pending = step.value;
   }
 }
 
@@ -161,16 +204,30 @@ export const threadIo: WriteIo = {
   unlink: (path) => unlinkSync(path),
 };
 
-/** One request to a thread, which gets them in batches: a whole file ({@link writeAtomic}) or a renewal ({@link rewriteHeader}). */
+/**
+ * One request to a thread, which gets them in batches: a whole file ({@link writeAtomic}), or
+ * renewals ({@link rewriteHeader}), the header of `files[i]` to `expiresAt[i]`, one after another.
+ */
 export type WriteRequest =
   | { id: number; kind: 'write'; tmp: string; file: string; content: string; fsync: boolean }
-  | { id: number; kind: 'header'; file: string; expiresAt: number; maxAgeMs: number; now: number };
+  | { id: number; kind: 'headers'; files: string[]; expiresAt: number[]; maxAgeMs: number; now: number };
 
-/** A thread's answer: `err` is `null` when the call succeeded, and `outcome` is then a header rewrite's. */
+/** A failure as it crosses from a thread: the error's message, its `code`, and whether it is an {@link InPlaceError}. */
+export interface ThreadError {
+  message: string;
+  code: string | undefined;
+  inPlace: boolean;
+}
+
+/**
+ * A thread's answer: `err` is `null` when the request succeeded; a renewals request then has
+ * `outcomes`, one per file, what its header rewrite found or how it failed (one failing does
+ * not fail the others).
+ */
 export interface WriteReply {
   id: number;
-  outcome?: HeaderOutcome | undefined;
-  err: { message: string; code: string | undefined; inPlace: boolean } | null;
+  outcomes?: (HeaderOutcome | ThreadError)[];
+  err: ThreadError | null;
 }
 
 /** Asks a thread to stop once the writes before it are answered. */
@@ -197,15 +254,32 @@ export function serve(port: MessagePort | null = parentPort): void {
 async function answer(batch: readonly WriteRequest[]): Promise<WriteReply[]> {
   const replies: WriteReply[] = [];
   for (const msg of batch) {
+    if (msg.kind === 'headers') {
+      const outcomes: (HeaderOutcome | ThreadError)[] = [];
+      for (let i = 0; i < msg.files.length; i++) {
+        try {
+          // Synchronous on the thread's own calls; a promise only when a test wrapped them.
+          const outcome = rewriteHeader(threadIo, msg.files[i] as string, msg.expiresAt[i] as number, msg.maxAgeMs, msg.now);
+          outcomes.push(outcome instanceof Promise ? await outcome : outcome);
+        } catch (e) {
+          outcomes.push(describe(e));
+        }
+      }
+      replies.push({ id: msg.id, outcomes, err: null });
+      continue;
+    }
     try {
-      let outcome: HeaderOutcome | undefined;
-      if (msg.kind === 'write') await writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync);
-      else outcome = await rewriteHeader(threadIo, msg.file, msg.expiresAt, msg.maxAgeMs, msg.now);
-      replies.push({ id: msg.id, outcome, err: null });
+      await writeAtomic(threadIo, msg.tmp, msg.file, msg.content, msg.fsync);
+      replies.push({ id: msg.id, err: null });
     } catch (e) {
-      const { code, message, inPlace } = (e ?? {}) as { code?: unknown; message?: unknown; inPlace?: unknown };
-      replies.push({ id: msg.id, err: { message: String(message), code: typeof code === 'string' ? code : undefined, inPlace: inPlace === true } });
+      replies.push({ id: msg.id, err: describe(e) });
     }
   }
   return replies;
+}
+
+/** What a thread sends of an error (an `Error` itself would lose its `code` on the way). */
+function describe(e: unknown): ThreadError {
+  const { code, message, inPlace } = (e ?? {}) as { code?: unknown; message?: unknown; inPlace?: unknown };
+  return { message: String(message), code: typeof code === 'string' ? code : undefined, inPlace: inPlace === true };
 }

@@ -17,7 +17,7 @@
  * coverage run maps one thread's counts through the other's source map.)
  */
 import { Worker } from 'node:worker_threads';
-import { type HeaderOutcome, STOP, type WriteReply, type WriteRequest } from './writer-thread.js';
+import { type HeaderOutcome, STOP, type ThreadError, type WriteReply, type WriteRequest } from './writer-thread.js';
 
 /**
  * @internal A module a writer thread imports before it serves: its default export is called with
@@ -62,7 +62,7 @@ const { workerData: { entry, tsx, hooks } } = require('node:worker_threads');
 `;
 
 interface Pending {
-  resolve(outcome: HeaderOutcome | undefined): void;
+  resolve(outcomes: (HeaderOutcome | ThreadError)[] | undefined): void;
   reject(err: Error): void;
 }
 
@@ -74,7 +74,7 @@ type Request = Unnumbered<WriteRequest>;
  * Writes files atomically, and rewrites their headers, on their own threads (`threads` of
  * them, each started on its first call). A file's writes always go to the same thread
  * (`lane`), so two writes of one file are done in the order they were asked; header rewrites all
- * go to the first thread (see {@link Writer.header}), so a header rewrite and a write of one
+ * go to the first thread (see {@link Writer.headers}), so a header rewrite and a write of one
  * file may run at once on two threads: the caller waits for one before it asks the other. A
  * thread keeps the process alive only while its requests are pending, or until it has stopped
  * once `close()` asked it to.
@@ -103,19 +103,22 @@ export class Writer {
   }
 
   /**
-   * Renews the session file `file` with `rewriteHeader` (lib/storage/file/writer-thread.ts) on
-   * the first thread, whatever the file: what it found, or a rejection with the file system's
-   * `code`. Spreading a batch of renewals over the threads buys nothing (a header rewrite spends
-   * little time in the kernel) and costs each thread its own warm-up: a thread's code starts
-   * interpreted and is compiled as it runs, and each thread's JIT warms on its own, so that a
-   * young process pays for four cold loops instead of one. Measured on batches of 2,000
-   * renewals from `dist/` (bench/RESULTS.md, "What was left for FileStorage's reads"): the
-   * first three batches of a process cost about a third less CPU, later ones about 30 % less.
-   * The caller orders the requests of one file (its queue), so which thread runs them does not
-   * matter.
+   * Renews the session files `files`, each to its `expiresAt` (same index), with `rewriteHeader`
+   * (lib/storage/file/writer-thread.ts), as one request to the first thread, whatever the files:
+   * for each, what it found, or an `Error` with the file system's `code` (one failing does not
+   * fail the others). Rejects (code `'EWRITER'`) only when the thread fails as a whole.
+   *
+   * One request for many renewals, run by a synchronous loop in the thread: no promise and no
+   * message per header. Spreading renewals over the threads buys nothing (a header rewrite
+   * spends little time in the kernel) and costs each thread its own warm-up: a thread's code
+   * starts interpreted and is compiled as it runs, and each thread's JIT warms on its own, so
+   * that a young process would pay for four cold loops instead of one (bench/RESULTS.md, "What
+   * was left for FileStorage's reads"). The caller orders the requests of one file (its queue),
+   * so which thread runs them does not matter.
    */
-  header(file: string, expiresAt: number, maxAgeMs: number, now: number): Promise<HeaderOutcome> {
-    return this.#lane(0).ask({ kind: 'header', file, expiresAt, maxAgeMs, now }) as Promise<HeaderOutcome>;
+  async headers(files: readonly string[], expiresAt: readonly number[], maxAgeMs: number, now: number): Promise<(HeaderOutcome | Error)[]> {
+    const outcomes = (await this.#lane(0).ask({ kind: 'headers', files: [...files], expiresAt: [...expiresAt], maxAgeMs, now })) ?? [];
+    return outcomes.map((o) => (typeof o === 'string' ? o : threadError(o.message, o.code)));
   }
 
   #lane(lane: number): Lane {
@@ -170,7 +173,7 @@ class Lane {
     this.#hooks = hooks;
   }
 
-  ask(request: Request): Promise<HeaderOutcome | undefined> {
+  ask(request: Request): Promise<(HeaderOutcome | ThreadError)[] | undefined> {
     const thread = this.#thread ?? this.#start();
     return new Promise((resolve, reject) => {
       const id = this.#seq++;
@@ -206,11 +209,11 @@ class Lane {
     const { pending } = thread;
     worker.unref();
     worker.on('message', (replies: WriteReply[]) => {
-      for (const { id, outcome, err } of replies) {
+      for (const { id, outcomes, err } of replies) {
         const p = pending.get(id);
         if (p === undefined) continue;
         pending.delete(id);
-        if (err === null) p.resolve(outcome);
+        if (err === null) p.resolve(outcomes);
         else p.reject(threadError(err.message, err.code, err.inPlace));
       }
       if (pending.size === 0 && !thread.stopping) worker.unref();

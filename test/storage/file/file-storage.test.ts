@@ -1154,7 +1154,10 @@ function watchThreads(t: TestContext, kill: (threadId: number) => boolean = () =
   const post = Worker.prototype.postMessage;
   t.mock.method(Worker.prototype, 'postMessage', function (this: Worker, ...args: Parameters<typeof post>) {
     const batch: unknown = args[0];
-    const requests = Array.isArray(batch) ? (batch as { file: string; kind: string }[]) : [];
+    // A write names its file; a request of renewals ('headers') names many: one entry each.
+    const requests = (Array.isArray(batch) ? (batch as { file?: string; files?: string[]; kind: string }[]) : []).flatMap((r) =>
+      r.files === undefined ? [{ file: r.file as string, kind: r.kind }] : r.files.map((file) => ({ file, kind: 'header' })),
+    );
     posted.push({ thread: this.threadId, files: requests.map((r) => r.file), kinds: requests.map((r) => r.kind) });
     if (kill(this.threadId)) return void this.terminate();
     return post.apply(this, args);
@@ -1270,6 +1273,105 @@ describe('FileStorage: the writer threads (the default)', () => {
     assert.ok(Math.max(...sizes) <= 64 && Math.max(...sizes) > 1, `batched, at most 64 header rewrites a message, so that a write of that thread never waits behind more: ${sizes.join(', ')}`);
     for (const id of ids) assert.equal(expiryOf(fileOf(dir, id)), clock.ms + MINUTE, 'each header holds its renewal');
     assert.deepEqual(errors, [], 'nothing reported');
+  });
+
+  it('holds each file of a batch of renewals in its queue: a write asked meanwhile is sent only once the batch is answered, and wins', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make({ writerThreads: 2 });
+    const posted = watchThreads(t);
+    // How many messages had been posted when each answer from a thread arrived.
+    const answeredAt: number[] = [];
+    const emit = Worker.prototype.emit;
+    t.mock.method(Worker.prototype, 'emit', function (this: Worker, name: string | symbol, ...args: unknown[]) {
+      if (name === 'message') answeredAt.push(posted.length);
+      return emit.call(this, name, ...args);
+    });
+    const ids = Array.from({ length: 20 }, generateId);
+    await Promise.all(ids.map((id, i) => s.set(id, { i }, MINUTE)));
+    clock.advance(10_000);
+    for (const id of ids) await s.touch(id, MINUTE);
+    const late = ids[7] as string;
+    const flushed = s.flush();
+    // The batch is asked (it goes at the end of this turn); the write comes in the same turn.
+    const written = s.set(late, { late: true }, 2 * MINUTE);
+    await Promise.all([flushed, written]);
+    const batch = posted.findIndex((p) => p.kinds.includes('header'));
+    const write = posted.findIndex((p, i) => i > batch && p.kinds.includes('write') && p.files.includes(fileOf(dir, late)));
+    assert.ok(batch !== -1 && posted[batch]?.files.length === ids.length, `the ${ids.length} renewals went as one request`);
+    assert.ok(write > batch, 'the write was posted after the batch');
+    assert.ok(answeredAt.some((n) => n > batch && n <= write), 'and only after the batch was answered: the file was held meanwhile, not written under the renewal');
+    assert.deepEqual(bodyOf(fileOf(dir, late)), { late: true }, 'the write is on disk');
+    assert.equal(expiryOf(fileOf(dir, late)), clock.ms + 2 * MINUTE, 'with its own expiry');
+    for (const id of ids.filter((x) => x !== late)) assert.equal(expiryOf(fileOf(dir, id)), clock.ms + MINUTE, 'every other header holds its renewal');
+    assert.deepEqual(errors, [], 'nothing reported');
+  });
+
+  it('in a batch of renewals, renews a file busy with a write through its queue, sets aside what is not a session file, and renews the rest', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make({ writerThreads: 2 });
+    const posted = watchThreads(t);
+    const ids = Array.from({ length: 12 }, generateId);
+    await Promise.all(ids.map((id, i) => s.set(id, { i }, MINUTE)));
+    clock.advance(10_000);
+    for (const id of ids) await s.touch(id, MINUTE);
+    const [busy, garbled, folder] = ids as [string, string, string];
+    writeFileSync(fileOf(dir, garbled), 'not a session file');
+    rmSync(fileOf(dir, folder));
+    mkdirSync(fileOf(dir, folder));
+    const before = posted.length;
+    // A write under way when the flush starts, held on its way to its thread until the batch is
+    // out, and a renewal after it: the file cannot be held.
+    let letGo!: () => void;
+    const heldBack = new Promise<void>((resolve) => (letGo = resolve));
+    const post = Worker.prototype.postMessage;
+    t.mock.method(Worker.prototype, 'postMessage', function (this: Worker, ...args: Parameters<typeof post>) {
+      const batch = args[0] as { kind?: string; file?: string }[] | string;
+      if (Array.isArray(batch) && batch.some((r) => r.kind === 'write' && r.file === fileOf(dir, busy))) return void heldBack.then(() => post.apply(this, args));
+      return post.apply(this, args);
+    });
+    const writing = s.set(busy, { busy: true }, MINUTE);
+    await turn();
+    assert.equal(await s.touch(busy, MINUTE), true, 'renewed while its write is out');
+    const flushed = s.flush();
+    await turn();
+    letGo();
+    await Promise.all([flushed, writing]);
+    // The header rewrites of each message (a message may also carry writes of its thread).
+    const renewals = posted
+      .slice(before)
+      .map((p) => p.files.filter((_, i) => p.kinds[i] === 'header'))
+      .filter((files) => files.length > 0);
+    const big = renewals.find((files) => files.length > 1);
+    assert.ok(big !== undefined && big.length === ids.length - 1 && !big.includes(fileOf(dir, busy)), 'the busy file was left out of the batch of the others');
+    assert.ok(renewals.some((files) => files.length === 1 && files[0] === fileOf(dir, busy)), 'and renewed through its queue, after its write');
+    assert.deepEqual(bodyOf(fileOf(dir, busy)), { busy: true }, 'its write stands');
+    assert.ok(existsSync(`${fileOf(dir, garbled)}.bad`) && !existsSync(fileOf(dir, garbled)), 'a file that is not a session file is set aside');
+    assert.ok(existsSync(`${fileOf(dir, folder)}.bad`) && !existsSync(fileOf(dir, folder)), 'so is a folder at a session\'s name (its rewrite failed)');
+    for (const id of ids.slice(3)) assert.equal(expiryOf(fileOf(dir, id)), clock.ms + MINUTE, 'every other header holds its renewal');
+    assert.deepEqual(codes(errors), ['ECORRUPT', 'ECORRUPT'], 'the two set-asides are reported, nothing else');
+  });
+
+  it('reports every renewal of a batch whose thread died, releases their files, and renews them at the next batch', async (t) => {
+    const { dir, clock, errors, make } = setup(t);
+    const s = make({ writerThreads: 1 });
+    let kill = false;
+    watchThreads(t, () => kill);
+    const ids = Array.from({ length: 10 }, generateId);
+    await Promise.all(ids.map((id, i) => s.set(id, { i }, MINUTE)));
+    clock.advance(10_000);
+    for (const id of ids) await s.touch(id, MINUTE);
+    kill = true;
+    await s.flush();
+    kill = false;
+    assert.equal(errors.length, ids.length, 'each renewal lost with the thread is reported');
+    assert.ok(errors.every((e) => /could not extend a session file's lifetime/.test(e.message)), 'as a renewal that failed');
+    for (const id of ids) assert.equal(expiryOf(fileOf(dir, id)), clock.ms - 10_000 + MINUTE, 'no header was renewed');
+    await s.set(ids[0] as string, { after: true }, MINUTE);
+    assert.deepEqual(bodyOf(fileOf(dir, ids[0] as string)), { after: true }, 'a file of the failed batch is not left held: a write of it goes through');
+    clock.advance(1_000);
+    for (const id of ids) await s.touch(id, MINUTE);
+    await s.flush();
+    for (const id of ids) assert.equal(expiryOf(fileOf(dir, id)), clock.ms + MINUTE, 'the next batch renews them, on a thread started since');
   });
 
   it('sends what is asked after a thread died to the thread started since, even within the same turn', async (t) => {

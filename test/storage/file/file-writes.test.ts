@@ -13,7 +13,8 @@ import { describe, it, type TestContext } from 'node:test';
 import { StorageError } from '../../../lib/errors.js';
 import { fsCalls } from '../../../lib/storage/file/files.js';
 import { FileStorage, type FileStorageOptions } from '../../../lib/storage/file/file-storage.js';
-import { HEADER_SIZE, MAX_AGE_MS } from '../../../lib/storage/file/format.js';
+import { HEADER_SIZE, MAX_AGE_MS, header } from '../../../lib/storage/file/format.js';
+import { type WriteIo, rewriteHeader, threadIo } from '../../../lib/storage/file/writer-thread.js';
 import { generateId } from '../../../lib/id.js';
 import install, { type Call, type Fault, type Plan } from '../../fixtures/write-faults.js';
 import { Clock, tempDir } from '../../helpers.js';
@@ -374,3 +375,31 @@ for (const mode of MODES) {
     });
   });
 }
+
+describe('rewriteHeader: synchronous on synchronous calls, a promise on asynchronous ones', () => {
+  it('answers at once through a writer thread\'s calls, and as a promise through promised calls, with the same outcome and the same cleanup', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'a'.repeat(64));
+    writeFileSync(file, `${header(1_000)}{}`);
+    const closed: number[] = [];
+    const sync: WriteIo = { ...threadIo, close: (fd) => (closed.push(fd), threadIo.close(fd)) };
+    const outcome = rewriteHeader(sync, file, 2_000, MAX_AGE_MS, 0);
+    assert.equal(outcome, 'written', 'synchronous calls: the outcome itself, no promise (no turn of the thread\'s loop per header)');
+    assert.equal(readFileSync(file, 'latin1').slice(0, HEADER_SIZE), header(2_000), 'the header holds the renewal');
+    assert.equal(closed.length, 1, 'the descriptor was closed');
+    const promised: WriteIo = Object.fromEntries(Object.entries(sync).map(([k, f]) => [k, async (...a: unknown[]) => (f as (...x: unknown[]) => unknown)(...a)])) as unknown as WriteIo;
+    const later = rewriteHeader(promised, file, 3_000, MAX_AGE_MS, 0);
+    assert.ok(later instanceof Promise, 'promised calls: a promise');
+    assert.equal(await later, 'written', 'with the same outcome');
+    assert.equal(readFileSync(file, 'latin1').slice(0, HEADER_SIZE), header(3_000), 'and the same rewrite');
+    assert.equal(closed.length, 2, 'and the descriptor closed');
+    assert.equal(rewriteHeader(sync, join(dir, 'missing'), 1, MAX_AGE_MS, 0), 'missing', 'a missing file: at once, not a throw');
+    assert.equal(await rewriteHeader(promised, join(dir, 'missing'), 1, MAX_AGE_MS, 0), 'missing', 'and through promised calls');
+    const failing: WriteIo = { ...sync, read: () => { throw Object.assign(new Error('EIO injected'), { code: 'EIO' }); } };
+    assert.throws(() => rewriteHeader(failing, file, 4_000, MAX_AGE_MS, 0), /EIO injected/, 'a failing synchronous call throws');
+    assert.equal(closed.length, 3, 'after closing the descriptor');
+    const failingLater: WriteIo = { ...promised, read: async () => { throw Object.assign(new Error('EIO later'), { code: 'EIO' }); } };
+    await assert.rejects(async () => rewriteHeader(failingLater, file, 4_000, MAX_AGE_MS, 0), /EIO later/, 'a failing promised call rejects');
+    assert.equal(closed.length, 4, 'after closing the descriptor');
+  });
+});

@@ -210,3 +210,41 @@ describe('FileQueue: the merge rules', () => {
     assert.equal(n, 2, 'the next operation ran');
   });
 });
+
+describe('FileQueue: a file held outside the queue (a batch of renewals)', () => {
+  it('holds an idle file until released: what is enqueued meanwhile waits, merged as usual, then runs', async () => {
+    const { queue, calls, finish } = harness();
+    const release = queue.hold('a');
+    assert.ok(release !== undefined, 'an idle file can be held');
+    assert.equal(queue.has('a'), true, 'a held file counts as busy');
+    assert.equal(queue.hold('a'), undefined, 'a held file cannot be held twice');
+    const settled = watch([queue.settled('a')]);
+    const waiting = watch([queue.enqueue('a', write('{"v":1}')), queue.enqueue('a', write('{"v":2}'))]);
+    await turn();
+    assert.equal(calls.length, 0, 'nothing runs on a held file');
+    assert.deepEqual(waiting, ['pending', 'pending'], 'writes asked meanwhile wait');
+    assert.deepEqual(settled, ['pending'], 'a held file is not settled');
+    release();
+    release();
+    await turn();
+    assert.deepEqual(calls.map((c) => c.op), [write('{"v":2}')], 'once released, the waiting writes run as one, the newest, and a second release changes nothing');
+    await finish(0);
+    assert.deepEqual(waiting, ['resolved', 'resolved'], 'both callers are answered');
+    assert.deepEqual(settled, ['resolved'], 'the file is settled');
+    assert.equal(queue.has('a'), false, 'and idle again');
+  });
+
+  it('refuses a file with an operation under way or waiting, and leaves the file idle when released with nothing waiting', async () => {
+    const { queue, finish } = harness();
+    const running = queue.enqueue('b', touch(5));
+    assert.equal(queue.hold('b'), undefined, 'a busy file is not held: its renewal goes through the queue');
+    await finish(0);
+    await running;
+    const release = queue.hold('b');
+    assert.ok(release !== undefined, 'held once idle');
+    release();
+    await turn();
+    assert.equal(queue.has('b'), false, 'released with nothing waiting: idle, nothing kept');
+    assert.deepEqual(queue.keys(), [], 'no queue left behind');
+  });
+});
