@@ -62,6 +62,17 @@ export function errCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
+/**
+ * `err` itself when it is an `Error`; else an `Error` saying what was thrown, with it as its
+ * `cause` and its `code` kept (something other than an `Error` thrown or rejected with).
+ */
+export function asError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  const wrapped = new Error(String(err), { cause: err });
+  const code = errCode(err);
+  return code === undefined ? wrapped : Object.assign(wrapped, { code });
+}
+
 /** Reason phrases for the statuses the library answers with itself. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
   400: 'Bad Request',

@@ -1,7 +1,7 @@
 /** lib/errors.ts: the library's error classes. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HttpError, SessionError, StorageError } from '../lib/errors.js';
+import { HttpError, SessionError, StorageError, asError } from '../lib/errors.js';
 
 describe('errors', () => {
   it('carry a code, a status and the cause', () => {
@@ -20,5 +20,19 @@ describe('errors', () => {
     assert.equal(new HttpError(599).message, 'Error', 'a status with no standard text gets the message "Error"');
     assert.throws(() => new HttpError(200), TypeError, 'an HttpError refuses a status that is not an error');
     assert.equal(new SessionError('x').status, 500, 'a SessionError answers 500 by default');
+  });
+});
+
+describe('asError', () => {
+  it('passes an Error through and wraps anything else, keeping it as the cause and its code', () => {
+    const err = Object.assign(new Error('boom'), { code: 'EIO' });
+    assert.equal(asError(err), err, 'an Error is itself');
+    const plain = { code: 'EWRITER', toString: () => 'a plain object' };
+    const wrapped = asError(plain) as Error & { code?: string };
+    assert.ok(wrapped instanceof Error, 'anything else becomes an Error');
+    assert.equal(wrapped.message, 'a plain object', 'saying what was thrown');
+    assert.equal(wrapped.cause, plain, 'with it as the cause');
+    assert.equal(wrapped.code, 'EWRITER', 'and its code kept');
+    assert.equal((asError('text') as Error & { code?: string }).code, undefined, 'no code invented');
   });
 });

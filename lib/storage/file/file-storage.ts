@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ExpiringCache } from '../../cache.js';
 import { type Duration, describe, parseDuration } from '../../duration.js';
-import { StorageError, errCode, sessionTooLarge } from '../../errors.js';
+import { StorageError, asError, errCode, sessionTooLarge } from '../../errors.js';
 import { hashId } from '../../id.js';
 import { newRecord, setOwn } from '../../json.js';
 import { META, NOT_NOW, SYNC, type SessionChanges, type SessionData, type Storage, type StorageEvent, type StorageSettings, type StoredSession, type SyncStorage } from '../storage.js';
@@ -78,8 +78,8 @@ export interface FileStorageOptions {
   fsync?: boolean;
   /**
    * How many threads write session files and rewrite their headers on renewal, with synchronous
-   * calls (a message round trip per write, where Node's thread pool takes four trips, and per
-   * header, where it takes five). A session's file is always written by the same thread, and
+   * calls (a message round trip per write, where Node's thread pool takes four trips, and one
+   * per 64 headers, where it takes five a header). A session's file is always written by the same thread, and
    * every header is rewritten by the first one; each thread starts on its first call. More
    * than one pays even on two cores: a write that replaces a file spends most of its time in
    * the kernel, and four threads overlap it (see lib/storage/file/writer.ts). Each thread takes
@@ -777,7 +777,11 @@ export class FileStorage implements Storage {
       });
       return;
     }
-    for (let i = 0; i < hashes.length; i += THREAD_FLUSH_CONCURRENCY) await this.#flushBatch(writer, hashes.slice(i, i + THREAD_FLUSH_CONCURRENCY));
+    // Renewals of busy files go through their queues meanwhile: waited for at the end, so that
+    // a slow write of one file holds back no later batch.
+    const queued: Promise<void>[] = [];
+    for (let i = 0; i < hashes.length; i += THREAD_FLUSH_CONCURRENCY) await this.#flushBatch(writer, hashes.slice(i, i + THREAD_FLUSH_CONCURRENCY), queued);
+    await Promise.all(queued);
   }
 
   /**
@@ -805,11 +809,10 @@ export class FileStorage implements Storage {
    * Writes the renewals of `hashes` as one request to the first writer thread, each file held in
    * its queue until its outcome is dealt with, so that a write or a removal of it waits as it
    * would behind a queued renewal. A file with an operation under way or waiting, or in a shard
-   * folder not checked yet, gets its renewal through its queue instead.
+   * folder not checked yet, gets its renewal through its queue instead: pushed to `queued`.
    */
-  async #flushBatch(writer: Writer, hashes: readonly string[]): Promise<void> {
+  async #flushBatch(writer: Writer, hashes: readonly string[], queued: Promise<void>[]): Promise<void> {
     const held: { hash: string; expiresAt: number; release: () => void }[] = [];
-    const queued: Promise<void>[] = [];
     for (const hash of hashes) {
       const expiresAt = this.#takeRenewal(hash);
       if (expiresAt === undefined) continue;
@@ -822,7 +825,8 @@ export class FileStorage implements Storage {
       try {
         outcomes = await writer.headers(held.map((h) => this.#folder.file(h.hash)), held.map((h) => h.expiresAt), this.#maxAgeMs, this.#now());
       } catch (err) {
-        outcomes = held.map(() => err as Error);
+        const failure = asError(err);
+        outcomes = held.map(() => failure);
       }
       const settling: Promise<void>[] = [];
       for (const [i, { hash, release }] of held.entries()) {
@@ -836,7 +840,6 @@ export class FileStorage implements Storage {
       }
       await Promise.all(settling);
     }
-    await Promise.all(queued);
   }
 
   async #sweep(): Promise<number> {

@@ -49,7 +49,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { describe } from '../../duration.js';
-import { StorageError, errCode } from '../../errors.js';
+import { StorageError, asError, errCode } from '../../errors.js';
 import { DAY_MS, HEADER_SIZE, type Parsed, parseFile, parseHeader } from './format.js';
 import { type HeaderOutcome, type WriteIo, rewriteHeader } from './writer-thread.js';
 import type { Writer, WriterHooks } from './writer.js';
@@ -641,16 +641,16 @@ export class Folder {
     const now = this.#now();
     let outcome: HeaderOutcome | Error;
     try {
-      outcome = await (writer === undefined ? rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : (await writer.headers([file], [expiresAt], maxAgeMs, now))[0] as HeaderOutcome | Error);
+      outcome = writer === undefined ? await rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : ((await writer.headers([file], [expiresAt], maxAgeMs, now))[0] ?? new Error('the writer thread gave no answer for this renewal'));
     } catch (err) {
-      outcome = err instanceof Error ? err : new Error(String(err));
+      outcome = asError(err);
     }
     await this.settleHeader(hash, outcome, maxSize);
   }
 
   /**
    * What follows a header rewrite of the session file `hash` that found `outcome` (run in the
-   * file's queue): a file that is not a session file is set aside; a failure is set aside too
+   * file's queue, or while a batch of renewals holds the file): a file that is not a session file is set aside; a failure is set aside too
    * when what is at the name is why (a folder: EISDIR; a link: ELOOP; anything but a regular
    * file, which putAside reads again first), else it rejects with it.
    */

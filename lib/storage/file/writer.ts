@@ -1,12 +1,11 @@
 /**
  * The writer threads of `FileStorage`: workers that create, write and rename session files, and
  * rewrite their headers on renewal, with synchronous calls, so a write is one message round trip
- * instead of four trips through Node's thread pool (a header rewrite, instead of five). What is
- * asked of a thread in one turn of the event loop goes as one message, answered by one message:
- * a batch of renewals (2,000 headers) costs about a third less CPU than with a message each. A
- * write that replaces a file spends most of its time in the kernel, and several threads overlap
- * that work; when the kernel's part is small, the saved trips are what counts, and header
- * rewrites go to one thread only. bench/RESULTS.md ("Writer threads") has what they were
+ * instead of four trips through Node's thread pool (64 header rewrites, instead of five trips
+ * each). What is asked of a thread in one turn of the event loop goes as one message, answered
+ * by one message. A write that replaces a file spends most of its time in the kernel, and
+ * several threads overlap that work; when the kernel's part is small, the saved trips are what
+ * counts, and header rewrites go to one thread only. bench/RESULTS.md ("Writer threads") has what they were
  * measured to buy.
  *
  * A thread runs writer-thread.ts (the two routines the thread pool path shares), loaded by a
@@ -113,8 +112,8 @@ export class Writer {
    * spends little time in the kernel) and costs each thread its own warm-up: a thread's code
    * starts interpreted and is compiled as it runs, and each thread's JIT warms on its own, so
    * that a young process would pay for four cold loops instead of one (bench/RESULTS.md, "What
-   * was left for FileStorage's reads"). The caller orders the requests of one file (its queue),
-   * so which thread runs them does not matter.
+   * was left for FileStorage's reads"). The caller orders the requests of one file (its queue,
+   * or a hold on it), so which thread runs them does not matter.
    */
   async headers(files: readonly string[], expiresAt: readonly number[], maxAgeMs: number, now: number): Promise<(HeaderOutcome | Error)[]> {
     const outcomes = (await this.#lane(0).ask({ kind: 'headers', files: [...files], expiresAt: [...expiresAt], maxAgeMs, now })) ?? [];
