@@ -15,7 +15,8 @@
  * Each round starts every server (`node --import tsx …`, with PORT and a fresh TMPDIR), checks that
  * it answers right (a server that fails is reported, not timed), creates 2 000 sessions in each
  * and warms it up (reads; FileStorage then writes the renewals they made, its once-a-minute
- * batch, so that the batch's code too is compiled before it is timed); then times three scenarios with autocannon (50 connections): read (/get with
+ * batch, so that the batch's code too is compiled before it is timed); then times three
+ * scenarios with autocannon (50 connections): read (/get with
  * one of the 2 000 cookies, rotating per request), write (/set, same cookies), new (/set without
  * a cookie). Within a scenario the servers take turns, one slice (`--slice`, 2 s) each, the order
  * reversed every other slice, until each has had its time: every server is measured over the same

@@ -79,11 +79,11 @@ export interface FileStorageOptions {
   /**
    * How many threads write session files and rewrite their headers on renewal, with synchronous
    * calls (a message round trip per write, where Node's thread pool takes four trips, and one
-   * per 64 headers, where it takes five a header). A session's file is always written by the same thread, and
-   * every header is rewritten by the first one; each thread starts on its first call. More
-   * than one pays even on two cores: a write that replaces a file spends most of its time in
-   * the kernel, and four threads overlap it (see lib/storage/file/writer.ts). Each thread takes
-   * about 9 MB of memory. `0` writes through Node's thread pool instead. An integer from 0 to 64.
+   * per 64 headers, where it takes five a header). A session's file is always written by the
+   * same thread, and every header is rewritten by the first one; each thread starts on its first
+   * call. More than one pays even on two cores: a write that replaces a file spends most of its
+   * time in the kernel, and four threads overlap it (see lib/storage/file/writer.ts). Each
+   * thread takes about 9 MB of memory. `0` writes through Node's thread pool instead. An integer from 0 to 64.
    * @default 4
    */
   writerThreads?: number;
@@ -830,7 +830,8 @@ export class FileStorage implements Storage {
       }
       const settling: Promise<void>[] = [];
       for (const [i, { hash, release }] of held.entries()) {
-        const outcome = outcomes[i] ?? new Error('the writer thread gave no answer for this renewal');
+        const outcome = outcomes[i] as HeaderOutcome | Error;
+        // Nothing to do after most rewrites: released at once, without a promise each.
         if (outcome === 'written' || outcome === 'kept' || outcome === 'missing') {
           release();
           continue;

@@ -641,7 +641,7 @@ export class Folder {
     const now = this.#now();
     let outcome: HeaderOutcome | Error;
     try {
-      outcome = writer === undefined ? await rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : ((await writer.headers([file], [expiresAt], maxAgeMs, now))[0] ?? new Error('the writer thread gave no answer for this renewal'));
+      outcome = writer === undefined ? await rewriteHeader(fsCalls.io, file, expiresAt, maxAgeMs, now) : ((await writer.headers([file], [expiresAt], maxAgeMs, now))[0] as HeaderOutcome | Error);
     } catch (err) {
       outcome = asError(err);
     }
@@ -650,9 +650,10 @@ export class Folder {
 
   /**
    * What follows a header rewrite of the session file `hash` that found `outcome` (run in the
-   * file's queue, or while a batch of renewals holds the file): a file that is not a session file is set aside; a failure is set aside too
-   * when what is at the name is why (a folder: EISDIR; a link: ELOOP; anything but a regular
-   * file, which putAside reads again first), else it rejects with it.
+   * file's queue, or while a batch of renewals holds the file): a file that is not a session
+   * file is set aside; a failure is set aside too when what is at the name is why (a folder:
+   * EISDIR; a link: ELOOP; anything but a regular file, which putAside reads again first), else
+   * it rejects with it.
    */
   async settleHeader(hash: string, outcome: HeaderOutcome | Error, maxSize: number): Promise<void> {
     if (outcome instanceof Error) {

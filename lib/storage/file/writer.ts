@@ -5,8 +5,8 @@
  * each). What is asked of a thread in one turn of the event loop goes as one message, answered
  * by one message. A write that replaces a file spends most of its time in the kernel, and
  * several threads overlap that work; when the kernel's part is small, the saved trips are what
- * counts, and header rewrites go to one thread only. bench/RESULTS.md ("Writer threads") has what they were
- * measured to buy.
+ * counts, and header rewrites go to one thread only. bench/RESULTS.md ("Writer threads") has
+ * what they were measured to buy.
  *
  * A thread runs writer-thread.ts (the two routines the thread pool path shares), loaded by a
  * few lines of bootstrap: from `dist/` the compiled `writer-thread.js`; from the TypeScript
@@ -105,7 +105,8 @@ export class Writer {
    * Renews the session files `files`, each to its `expiresAt` (same index), with `rewriteHeader`
    * (lib/storage/file/writer-thread.ts), as one request to the first thread, whatever the files:
    * for each, what it found, or an `Error` with the file system's `code` (one failing does not
-   * fail the others). Rejects (code `'EWRITER'`) only when the thread fails as a whole.
+   * fail the others; one the thread did not answer fails with `'EWRITER'`). Rejects (code
+   * `'EWRITER'`) only when the thread fails as a whole.
    *
    * One request for many renewals, run by a synchronous loop in the thread: no promise and no
    * message per header. Spreading renewals over the threads buys nothing (a header rewrite
@@ -115,9 +116,13 @@ export class Writer {
    * was left for FileStorage's reads"). The caller orders the requests of one file (its queue,
    * or a hold on it), so which thread runs them does not matter.
    */
-  async headers(files: readonly string[], expiresAt: readonly number[], maxAgeMs: number, now: number): Promise<(HeaderOutcome | Error)[]> {
-    const outcomes = (await this.#lane(0).ask({ kind: 'headers', files: [...files], expiresAt: [...expiresAt], maxAgeMs, now })) ?? [];
-    return outcomes.map((o) => (typeof o === 'string' ? o : threadError(o.message, o.code)));
+  async headers(files: string[], expiresAt: number[], maxAgeMs: number, now: number): Promise<(HeaderOutcome | Error)[]> {
+    const outcomes = (await this.#lane(0).ask({ kind: 'headers', files, expiresAt, maxAgeMs, now })) ?? [];
+    return files.map((_, i) => {
+      const o = outcomes[i];
+      if (o === undefined) return threadError('the writer thread gave no answer for this renewal', 'EWRITER');
+      return typeof o === 'string' ? o : threadError(o.message, o.code);
+    });
   }
 
   #lane(lane: number): Lane {
