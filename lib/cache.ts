@@ -38,8 +38,8 @@ export interface ExpiringCacheOptions<K, V> {
   /**
    * The most entries held. Setting a new key beyond it removes the least recently used
    * entry, reported to `dispose` as `'evict'` (or `'expire'` when it had already expired).
-   * A positive integer, or `Infinity` for no bound. Order of use is tracked to within an
-   * eighth of it: see {@link ExpiringCache}.
+   * A positive integer, or `Infinity` for no bound. Order of use is exact: see
+   * {@link ExpiringCache}.
    *
    * @default Infinity
    */
@@ -79,19 +79,48 @@ export interface ExpiringCacheOptions<K, V> {
   sweepInterval?: Duration;
 }
 
-/** What is kept per key. Mutated in place so that a hit or an update allocates nothing. */
-interface Entry<V> {
+/**
+ * What is kept per key, and a link of the list in order of use (see {@link ExpiringCache}).
+ * Mutated in place so that a hit, a move or an update allocates nothing.
+ */
+interface Entry<K, V> {
+  key: K;
   value: V;
   /** Absolute time, on the cache's clock, from which the entry is expired; `Infinity` for never. */
   expiresAt: number;
   /** The entry's own time to live in milliseconds (`Infinity` for never), renewed by `touch`. */
   ttl: number;
-  /** The cache's `#seq` when the entry last went to the end of the map. */
-  seq: number;
   /** What the caller said the value weighs (see {@link ExpiringCache.sizeOf}); 0 when it said nothing. */
   size: number;
   /** The owner's note (see {@link ExpiringCache.noteOf}); 0 until set. */
   note: number;
+  /** The entry used just before this one (the list's root for the least recently used). */
+  prev: Entry<K, V>;
+  /** The entry used just after this one (the list's root for the most recently used). */
+  next: Entry<K, V>;
+}
+
+/** A new entry, in a list of its own: every entry (the root too) is made here, so all have one shape. */
+function newEntry<K, V>(key: K, value: V, expiresAt: number, ttl: number, size: number): Entry<K, V> {
+  const entry = { key, value, expiresAt, ttl, size, note: 0, prev: undefined, next: undefined } as unknown as Entry<K, V>;
+  entry.prev = entry;
+  entry.next = entry;
+  return entry;
+}
+
+/** Puts an entry (out of any list) into the list right before `next`. */
+function linkBefore<K, V>(entry: Entry<K, V>, next: Entry<K, V>): void {
+  const prev = next.prev;
+  entry.prev = prev;
+  entry.next = next;
+  prev.next = entry;
+  next.prev = entry;
+}
+
+/** Takes an entry out of its list (its own links are left as they are). */
+function unlink<K, V>(entry: Entry<K, V>): void {
+  entry.prev.next = entry.next;
+  entry.next.prev = entry.prev;
 }
 
 
@@ -135,15 +164,17 @@ function noDefaultTtl(): never {
  * never block the event loop for long. There is no timer while the cache is empty, and none
  * ever after `close()`, nor while every entry is one that never expires.
  *
- * Entries are kept in one `Map` in order of use, the least recently used first: a use (`get`,
- * `set`, `touch`) moves the key to the end by deleting and setting it again. Not on every
- * use, though: V8 leaves each deleted slot in its hash chain until the next rehash, so a key
- * moved over and over (two users taking turns on a busy server is enough) makes its own
- * lookups slower and slower, to tens of microseconds. An entry among the last `max / 8` added
- * or moved therefore stays where it is. Eviction is thus least recently used to within an
- * eighth of `max`, and exact for a `max` below 16. Without `max` order does not matter and
- * nothing is moved: `get` and `touch` do a lookup and no more. The entry found last is kept, so
- * that a `touch`, `peek` or `set` of the same key right after a `get` finds it without one.
+ * Entries are found by key in one `Map`, and kept in order of use, the least recently used
+ * first, in a list that runs through the entries themselves: a use (`get`, `set`, `touch`)
+ * moves its entry to the end by relinking two neighbours, exactly, on every use, and allocates
+ * nothing. (Reordering the `Map` itself, a delete and a set per use, leaves a deleted slot each
+ * time: a key moved over and over makes its own lookups slower and slower, and the tables V8
+ * rebuilds to drop those slots outlive the young generation, so the garbage collector copies
+ * and promotes them on every read: a third more CPU per read on a server whose sessions take
+ * turns.) Without `max` order does not matter and nothing is moved: `get` and `touch` do a
+ * lookup and no more, and the order is that in which keys were first set. The entry found last
+ * is kept, so that a `touch`, `peek` or `set` of the same key right after a `get` finds it
+ * without one.
  *
  * @example
  * ```ts
@@ -161,7 +192,14 @@ function noDefaultTtl(): never {
  * ```
  */
 export class ExpiringCache<K, V> {
-  readonly #map = new Map<K, Entry<V>>();
+  readonly #map = new Map<K, Entry<K, V>>();
+  /**
+   * The list of use's root: its `next` is the least recently used entry, its `prev` the most
+   * (itself when the cache is empty). It holds no key or value of its own.
+   */
+  readonly #root: Entry<K, V>;
+  /** Whether a use moves its entry to the end (only under a `max`). */
+  readonly #ordered: boolean;
   /** The default ttl in milliseconds; `undefined` when every `set` must give one. */
   readonly #ttl: number | undefined;
   readonly #max: number;
@@ -169,21 +207,15 @@ export class ExpiringCache<K, V> {
   readonly #dispose: ((value: V, key: K, reason: EvictionReason) => void) | undefined;
   readonly #sweepInterval: number;
 
-  /** Counts additions and moves; an entry's `seq` is the count when it last went to the end. */
-  #seq = 0;
-  /** How far from the end an entry must be before a use moves it: see the class notes. */
-  readonly #window: number;
   /** A lower bound of every entry's `expiresAt` (exact after a full pass); `Infinity` when empty. */
   #soonest = Infinity;
   #timer: NodeJS.Timeout | undefined;
   /** When the timer fires, on the cache's clock; `Infinity` when there is no timer. */
   #timerAt = Infinity;
   /** The background sweep under way, and the soonest live expiry it has seen so far. */
-  #sweep: MapIterator<[K, Entry<V>]> | undefined;
+  #sweep: MapIterator<[K, Entry<K, V>]> | undefined;
   #sweepSoonest = Infinity;
   #immediate: NodeJS.Immediate | undefined;
-  /** Where eviction goes on from: see `#evictOldest`. */
-  #cursor: MapIterator<[K, Entry<V>]> | undefined;
   #closed = false;
   /**
    * The entry last found, and its key: a request reads its session, then touches or replaces
@@ -192,7 +224,7 @@ export class ExpiringCache<K, V> {
    * server). Forgotten when the entry leaves the map.
    */
   #lastKey: K | undefined;
-  #last: Entry<V> | undefined;
+  #last: Entry<K, V> | undefined;
 
   /**
    * @param options - see {@link ExpiringCacheOptions}; required, though `{}` will do
@@ -209,7 +241,8 @@ export class ExpiringCache<K, V> {
       throw new TypeError(`option max is invalid: ${describe(max)} (expected a positive integer or Infinity)`);
     }
     this.#max = max;
-    this.#window = max === Infinity ? Infinity : Math.max(1, Math.floor(max / 8));
+    this.#ordered = max !== Infinity;
+    this.#root = newEntry(undefined as K, undefined as V, Infinity, Infinity, 0);
     if (typeof now !== 'function') {
       throw new TypeError(`option now is invalid: ${describe(now)} (expected a function returning milliseconds)`);
     }
@@ -239,7 +272,7 @@ export class ExpiringCache<K, V> {
   get(key: K): V | undefined {
     const entry = this.#live(key, this.#map.get(key));
     if (entry === undefined) return undefined;
-    if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(key, entry);
+    if (this.#ordered) this.#moveToEnd(entry);
     return entry.value;
   }
 
@@ -282,7 +315,9 @@ export class ExpiringCache<K, V> {
     let expired: V | undefined;
     let hadExpired = false;
     if (entry === undefined) {
-      map.set(key, { value, expiresAt, ttl: ms, seq: ++this.#seq, size, note: 0 });
+      const created = newEntry(key, value, expiresAt, ms, size);
+      linkBefore(created, this.#root);
+      map.set(key, created);
     } else {
       if (entry.expiresAt <= t) {
         hadExpired = true;
@@ -294,7 +329,7 @@ export class ExpiringCache<K, V> {
       entry.expiresAt = expiresAt;
       entry.ttl = ms;
       entry.size = size;
-      if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(key, entry);
+      if (this.#ordered) this.#moveToEnd(entry);
     }
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
     if (expiresAt < this.#timerAt) this.#schedule(t);
@@ -326,7 +361,7 @@ export class ExpiringCache<K, V> {
     if (ms !== undefined) entry.ttl = ms;
     const expiresAt = t + entry.ttl;
     entry.expiresAt = expiresAt;
-    if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(key, entry);
+    if (this.#ordered) this.#moveToEnd(entry);
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
     if (expiresAt < this.#timerAt) this.#schedule(t);
     return true;
@@ -410,7 +445,6 @@ export class ExpiringCache<K, V> {
       }
     }
     this.#soonest = soonest;
-    this.#cursor = undefined;
     return removed;
   }
 
@@ -421,6 +455,9 @@ export class ExpiringCache<K, V> {
   clear(): void {
     this.#map.clear();
     this.#forget();
+    const root = this.#root;
+    root.prev = root;
+    root.next = root;
     this.#idle();
   }
 
@@ -439,26 +476,17 @@ export class ExpiringCache<K, V> {
    * the call, so the loop may use the cache, and it changes no order of use.
    */
   keys(): IterableIterator<K> {
-    const t = this.#now();
-    const keys: K[] = [];
-    for (const [key, entry] of this.#map) if (entry.expiresAt > t) keys.push(key);
-    return keys.values();
+    return this.#snapshot((entry) => entry.key);
   }
 
   /** The values of the live entries, in the order and with the snapshot of {@link ExpiringCache.keys}. */
   values(): IterableIterator<V> {
-    const t = this.#now();
-    const values: V[] = [];
-    for (const entry of this.#map.values()) if (entry.expiresAt > t) values.push(entry.value);
-    return values.values();
+    return this.#snapshot((entry) => entry.value);
   }
 
   /** `[key, value]` of the live entries, in the order and with the snapshot of {@link ExpiringCache.keys}. */
   entries(): IterableIterator<[K, V]> {
-    const t = this.#now();
-    const entries: [K, V][] = [];
-    for (const [key, entry] of this.#map) if (entry.expiresAt > t) entries.push([key, entry.value]);
-    return entries.values();
+    return this.#snapshot((entry): [K, V] => [entry.key, entry.value]);
   }
 
   /** The same as {@link ExpiringCache.entries}, for `for…of` and spreading. */
@@ -472,7 +500,7 @@ export class ExpiringCache<K, V> {
    * from the last request); remembered from then on for what follows on the same key. An
    * expired one is removed and reported here.
    */
-  #live(key: K, entry: Entry<V> | undefined): Entry<V> | undefined {
+  #live(key: K, entry: Entry<K, V> | undefined): Entry<K, V> | undefined {
     if (entry === undefined) return undefined;
     this.#lastKey = key;
     this.#last = entry;
@@ -482,7 +510,7 @@ export class ExpiringCache<K, V> {
   }
 
   /** The entry of a key, expired or not: the one last found (by `#live`), or the map's. */
-  #find(key: K): Entry<V> | undefined {
+  #find(key: K): Entry<K, V> | undefined {
     return this.#last !== undefined && key === this.#lastKey ? this.#last : this.#map.get(key);
   }
 
@@ -492,37 +520,36 @@ export class ExpiringCache<K, V> {
     this.#last = undefined;
   }
 
-  #moveToEnd(key: K, entry: Entry<V>): void {
-    this.#map.delete(key);
-    this.#map.set(key, entry);
-    entry.seq = ++this.#seq;
+  /** What `pick` makes of each live entry, in order of use: a snapshot (no code of the caller's runs meanwhile). */
+  #snapshot<T>(pick: (entry: Entry<K, V>) => T): IterableIterator<T> {
+    const t = this.#now();
+    const root = this.#root;
+    const out: T[] = [];
+    for (let entry = root.next; entry !== root; entry = entry.next) if (entry.expiresAt > t) out.push(pick(entry));
+    return out.values();
+  }
+
+  /** Makes an entry the most recently used. */
+  #moveToEnd(entry: Entry<K, V>): void {
+    const root = this.#root;
+    if (root.prev === entry) return;
+    unlink(entry);
+    linkBefore(entry, root);
   }
 
   /** Takes an entry out, then reports it: the cache is consistent when `dispose` runs. */
-  #remove(key: K, entry: Entry<V>, reason: EvictionReason): void {
+  #remove(key: K, entry: Entry<K, V>, reason: EvictionReason): void {
     this.#map.delete(key);
     if (entry === this.#last) this.#forget();
+    unlink(entry);
     if (this.#map.size === 0) this.#idle();
     this.#dispose?.(entry.value, key, reason);
   }
 
-  /**
-   * Removes the least recently used entry. A fresh `entries()` would step over every hole
-   * that deletions left at the front of the map, making each eviction O(n); the cursor is kept
-   * instead: whatever lies before it is gone (it only passes what it evicts, and new entries
-   * go to the end), so its next entry is the oldest. Dropped after each full pass over the
-   * map, so that it does not hold on to a table V8 has replaced.
-   */
+  /** Removes the least recently used entry (the map holds more than `max`, so there is one). */
   #evictOldest(t: number): void {
-    const oldest = (this.#cursor ??= this.#map.entries()).next();
-    // Cannot happen: the map holds more than `max` entries, all after the cursor.
-    /* c8 ignore next 4 */
-    if (oldest.done === true) {
-      this.#cursor = undefined;
-      return;
-    }
-    const [key, entry] = oldest.value;
-    this.#remove(key, entry, entry.expiresAt <= t ? 'expire' : 'evict');
+    const oldest = this.#root.next;
+    this.#remove(oldest.key, oldest, oldest.expiresAt <= t ? 'expire' : 'evict');
   }
 
   /** Stops the timer and any sweep; called when the cache becomes empty. */
@@ -534,7 +561,6 @@ export class ExpiringCache<K, V> {
     this.#immediate = undefined;
     this.#sweep = undefined;
     this.#soonest = Infinity;
-    this.#cursor = undefined;
   }
 
   /**
@@ -570,8 +596,8 @@ export class ExpiringCache<K, V> {
   /**
    * One chunk of the background sweep: removes the expired entries among the next
    * `SWEEP_CHUNK`, then yields with `setImmediate`, or, at the end, schedules the next timer.
-   * Map iterators survive changes to the map (entries added or moved meanwhile are visited
-   * later), so the sweep sees every entry and its soonest expiry is a true lower bound.
+   * Map iterators survive changes to the map (entries added meanwhile are visited later),
+   * so the sweep sees every entry and its soonest expiry is a true lower bound.
    */
   readonly #sweepChunk = (): void => {
     this.#immediate = undefined;
@@ -587,6 +613,7 @@ export class ExpiringCache<K, V> {
         if (entry.expiresAt <= t) {
           this.#map.delete(key);
           if (entry === this.#last) this.#forget();
+          unlink(entry);
           this.#dispose?.(entry.value, key, 'expire');
         } else if (entry.expiresAt < this.#sweepSoonest) {
           this.#sweepSoonest = entry.expiresAt;
@@ -602,7 +629,6 @@ export class ExpiringCache<K, V> {
         if (finished) {
           this.#sweep = undefined;
           this.#soonest = this.#sweepSoonest;
-          this.#cursor = undefined;
           this.#schedule(t);
         } else {
           this.#immediate = setImmediate(this.#sweepChunk).unref();

@@ -377,13 +377,63 @@ describe('ExpiringCache max', () => {
     assert.ok(calls.every(([, , reason]) => reason === 'evict'), "every eviction was reported as 'evict'");
   });
 
-  it('stays fast when two keys take turns, which moving on every hit would not', (t) => {
+  it('stays fast when two keys take turns on a large cache, each hit moving its entry', (t) => {
     const { cache } = setup(t, { max: 50_000, ttl: '1h' });
     for (let i = 0; i < 50_000; i++) cache.set(`k${i}`, i);
     const started = process.hrtime.bigint();
     for (let i = 0; i < 200_000; i++) cache.get(i % 2 === 0 ? 'k1' : 'k2');
-    // Moved on every hit, this takes seconds (each lookup walks a growing hash chain).
+    // With the Map itself reordered on every hit (a delete and a set), this takes seconds: each
+    // lookup walks a hash chain that every move makes longer.
     assert.ok(process.hrtime.bigint() - started < 1_000_000_000n, '200 000 alternating hits on 50 000 entries take under a second');
+  });
+
+  it('tracks the order of use exactly under a large max: every use moves its entry, however recent', (t) => {
+    const { calls, cache } = setup(t, { max: 1000, ttl: '1h' });
+    for (let i = 0; i < 1000; i++) cache.set(`k${i}`, i);
+    // Used in an order of their own, each among the last few set or used when it is used
+    // (a cache that left recent entries where they were would keep the order of the sets).
+    const order = Array.from({ length: 1000 }, (_, i) => `k${(i * 7919) % 1000}`);
+    for (const [i, key] of order.entries()) {
+      if (i % 3 === 0) cache.get(key);
+      else if (i % 3 === 1) cache.touch(key);
+      else cache.set(key, Number(key.slice(1)));
+    }
+    assert.deepEqual([...cache.keys()], order, 'the keys run in the order of their last use');
+    for (let i = 0; i < 10; i++) cache.set(`new${i}`, -1);
+    assert.deepEqual(calls.map(([, key]) => key), order.slice(0, 10), 'the ten least recently used were evicted, in order');
+    cache.get(order[10] as string);
+    cache.set('new10', -1);
+    assert.deepEqual(calls.at(-1), [Number(order[11]?.slice(1)), order[11], 'evict'], 'a get of the next in line saved it: the one after went instead');
+  });
+
+  it('keeps the order of use whole through every way an entry leaves: delete, expiry on a read, purgeStale, eviction, the sweep and clear', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    // The timer is due at b's expiry (100) and runs only when the mocked timers are moved, at the sweep.
+    const { clock, calls, cache } = setup(t, { max: 6, ttl: '1h', sweepInterval: 0 });
+    cache.set('a', 1).set('b', 2, 100).set('c', 3).set('d', 4, 200).set('e', 5).set('f', 6, 300);
+    cache.delete('c');
+    assert.deepEqual([...cache.keys()], ['a', 'b', 'd', 'e', 'f'], 'a deleted entry leaves the order');
+    clock.now = 100;
+    assert.equal(cache.get('b'), undefined, 'b expired');
+    assert.deepEqual([...cache.keys()], ['a', 'd', 'e', 'f'], 'an entry expired on a read leaves the order');
+    clock.now = 200;
+    assert.equal(cache.purgeStale(), 1, 'purgeStale removed d');
+    assert.deepEqual([...cache.keys()], ['a', 'e', 'f'], 'an entry purged leaves the order');
+    clock.now = 300;
+    t.mock.timers.tick(300);
+    assert.deepEqual(calls.at(-1), [6, 'f', 'expire'], 'the sweep removed f');
+    assert.deepEqual([...cache.keys()], ['a', 'e'], 'an entry swept leaves the order');
+    cache.set('g', 7).set('h', 8).set('i', 9).set('j', 10).set('k', 11);
+    assert.deepEqual(calls.at(-1), [1, 'a', 'evict'], 'the seventh entry evicted the least recently used left, a');
+    assert.deepEqual([...cache.values()], [5, 7, 8, 9, 10, 11], 'an evicted entry leaves the order; the rest are in it once each');
+    assert.equal(cache.size, 6, 'the size is max');
+    cache.set('l', 12).set('m', 13);
+    assert.deepEqual(calls.slice(-2), [[5, 'e', 'evict'], [7, 'g', 'evict']], 'the next two sets evicted e and g: nothing that left before is evicted again');
+    assert.equal(cache.size, 6, 'the size is still max');
+    cache.clear();
+    assert.deepEqual([...cache.entries()], [], 'clear leaves no order behind');
+    cache.set('x', 1).set('y', 2);
+    assert.deepEqual([...cache.entries()], [['x', 1], ['y', 2]], 'the order starts again after clear');
   });
 
   it('keeps the order keys were first set when there is no max', (t) => {
