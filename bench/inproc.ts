@@ -9,6 +9,13 @@
  * by a few percent). It prints the medians over the turns, then over the rounds (one fresh
  * process each).
  *
+ * Sharing one heap, the floor and the subject also share the garbage collector's bill: what
+ * one of them leaves to the old generation is collected in both's turns. So each process also
+ * runs {@link PROMOTION} requests of each alone, after a full collection, and reports what the
+ * old generation grew by a request: bytes that outlived the young generation (a cache that
+ * rebuilt its table on reads made FileStorage's reads cost a third more under wrk, and showed
+ * only here and in `--trace-gc`).
+ *
  *   npm run build && npx tsx inproc.ts [--rounds 7] [--requests 20000] [--sessions 2000] [--verbose]
  *
  * Scenarios, as in run.ts: read = GET /get with one of the sessions; write = GET /set with one
@@ -24,6 +31,7 @@ import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { getHeapSpaceStatistics } from 'node:v8';
 import type * as Lib from '../lib/index.js';
 
 const { values: args } = parseArgs({
@@ -52,6 +60,9 @@ const SESSIONS = Number(args.sessions);
 const WARMUP = 10_000;
 /** Requests in a turn: short enough that the machine's speed barely changes within a pair of turns. */
 const BATCH = 1000;
+/** Requests of each alone for the old generation's growth, and how often its size is read meanwhile. */
+const PROMOTION = 5000;
+const STEP = 100;
 
 /** One end of an in-memory connection: what one end writes, the other reads. */
 class End extends Duplex {
@@ -203,11 +214,46 @@ async function batch(subject: Subject, scenario: Scenario, from: number, count: 
 }
 
 type Scenario = 'read' | 'write' | 'new';
-/** What one process measured: the medians of its batches. */
+/** What one process measured: the medians of its batches, and the old generation's growth. */
 interface Measured {
   readonly floor: number;
   readonly subject: number;
   readonly ratio: number;
+  /** Bytes the old generation grew by a request of the floor's (see {@link promoted}); null without `--expose-gc`. */
+  readonly floorPromoted: number | null;
+  readonly subjectPromoted: number | null;
+}
+
+/** What the old generation (V8's old space) holds now, in bytes. */
+function oldSpaceUsed(): number {
+  return getHeapSpaceStatistics().find((space) => space.space_name === 'old_space')?.space_used_size ?? NaN;
+}
+
+/**
+ * Bytes the old generation grows by per request: after a full collection (which leaves the
+ * old generation only what is live, and the young one empty), {@link PROMOTION} requests of
+ * `subject` alone, the old generation's size read every {@link STEP}; what it grew by, live
+ * or not, outlived the young generation. A step in which it shrank held a full collection,
+ * which hides the growth: such steps are left out, with their requests. Null without
+ * `--expose-gc`.
+ */
+async function promoted(subject: Subject, scenario: Scenario, from: number): Promise<number | null> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return null;
+  gc();
+  let grown = 0;
+  let counted = 0;
+  let last = oldSpaceUsed();
+  for (let i = 0; i < PROMOTION; i += STEP) {
+    for (let j = i; j < i + STEP; j++) await request(subject, scenario, from + j);
+    const now = oldSpaceUsed();
+    if (now >= last) {
+      grown += now - last;
+      counted += STEP;
+    }
+    last = now;
+  }
+  return counted === 0 ? null : grown / counted;
 }
 
 /**
@@ -219,7 +265,8 @@ interface Measured {
 async function child(name: string, scenario: Scenario): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-inproc-'));
   try {
-    const storage = name === 'MemoryStorage' ? new MemoryStorage() : new FileStorage({ path: join(dir, 'sessions'), maxInMemory: 100_000 });
+    // Each as it ships: FileStorage keeps at most 10,000 sessions in memory, every one of the 2,000 here.
+    const storage = name === 'MemoryStorage' ? new MemoryStorage() : new FileStorage({ path: join(dir, 'sessions') });
     const base = await prepare('floor', floor());
     const subject = await prepare(name, bare(storage));
     for (const x of [base, subject]) for (let i = 0; i < WARMUP; i++) await request(x, scenario, i);
@@ -240,8 +287,11 @@ async function child(name: string, scenario: Scenario): Promise<Measured> {
       subjects.push(x);
       ratios.push(x / f);
     }
+    const from = REQUESTS + WARMUP;
+    const floorPromoted = await promoted(base, scenario, from);
+    const subjectPromoted = await promoted(subject, scenario, from);
     await storage.close();
-    return { floor: median(floors), subject: median(subjects), ratio: median(ratios) };
+    return { floor: median(floors), subject: median(subjects), ratio: median(ratios), floorPromoted, subjectPromoted };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -256,7 +306,7 @@ if (args.child !== undefined) {
   const names = ['MemoryStorage', 'FileStorage'];
   const scenarios = ['read', 'write', 'new'] as const;
   const run = (key: string): Measured =>
-    JSON.parse(execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', key, '--requests', String(REQUESTS), '--sessions', String(SESSIONS), '--source', args.source ?? 'dist'], { encoding: 'utf8' })) as Measured;
+    JSON.parse(execFileSync(process.execPath, [...process.execArgv, '--expose-gc', fileURLToPath(import.meta.url), '--child', key, '--requests', String(REQUESTS), '--sessions', String(SESSIONS), '--source', args.source ?? 'dist'], { encoding: 'utf8' })) as Measured;
   const results = new Map<string, Measured[]>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const scenario of scenarios) {
@@ -276,6 +326,19 @@ if (args.child !== undefined) {
       if (r === undefined) return '–';
       const m = (f: (x: Measured) => number): number => median(r.map(f));
       return `${m((x) => x.subject).toFixed(1)} µs vs ${m((x) => x.floor).toFixed(1)}: **${m((x) => x.ratio).toFixed(2)}×**`;
+    });
+    console.log(`| ${name} | ${cells.join(' | ')} |`);
+  }
+  console.log(`\nOld generation's growth, bytes per request: ${PROMOTION} requests of each alone after a full collection, what outlived the young generation (live or not); medians over the processes`);
+  console.log('| | read | write | new |\n|---|---:|---:|---:|');
+  const bytes = (xs: (number | null)[]): string => {
+    const known = xs.filter((x): x is number => x !== null);
+    return known.length === 0 ? 'n/a' : `${Math.round(median(known))} B`;
+  };
+  for (const name of names) {
+    const cells = scenarios.map((scenario) => {
+      const r = results.get(`${name} ${scenario}`);
+      return r === undefined ? '–' : `${bytes(r.map((x) => x.subjectPromoted))} vs ${bytes(r.map((x) => x.floorPromoted))}`;
     });
     console.log(`| ${name} | ${cells.join(' | ')} |`);
   }
