@@ -150,9 +150,10 @@ function noDefaultTtl(): never {
  * their number that evicts the least recently used.
  *
  * Expiry is exact and lazy: an entry is expired from the instant `now() >= expiresAt`, and
- * every method that looks up a key (`get`, `peek`, `has`, `touch`, `expiresAt`, `delete`,
- * `set`) treats an expired entry as missing and removes it, reporting `'expire'`. Reading never
- * extends a life; only `set` and `touch` do. Each entry keeps its own ttl (the one `set` or the
+ * every method that looks up a key (`get`, `peek`, `has`, `touch`, `expiresAt`, `sizeOf`,
+ * `delete`, `set`) treats an expired entry as missing and removes it, reporting `'expire'`
+ * (`set` reports it and puts the new value in its place). Reading never extends a life; only
+ * `set` and `touch` do. Each entry keeps its own ttl (the one `set` or the
  * last `touch` gave it, else the default), which a bare `touch` renews: one number more per
  * entry, and no lookup of options on the hot path. A ttl of `Infinity` never expires: such an
  * entry has `expiresAt` `Infinity` and never causes a timer.

@@ -390,8 +390,9 @@ describe('ExpiringCache max', () => {
   it('tracks the order of use exactly under a large max: every use moves its entry, however recent', (t) => {
     const { calls, cache } = setup(t, { max: 1000, ttl: '1h' });
     for (let i = 0; i < 1000; i++) cache.set(`k${i}`, i);
-    // Used in an order of their own, each among the last few set or used when it is used
-    // (a cache that left recent entries where they were would keep the order of the sets).
+    // Used in an order of their own, scattered over the keys: some uses fall on an entry among
+    // the last eighth set or used (k919 right after k0), which a cache that leaves recent
+    // entries where they are would not move, so its order would differ from this one.
     const order = Array.from({ length: 1000 }, (_, i) => `k${(i * 7919) % 1000}`);
     for (const [i, key] of order.entries()) {
       if (i % 3 === 0) cache.get(key);
@@ -434,6 +435,42 @@ describe('ExpiringCache max', () => {
     assert.deepEqual([...cache.entries()], [], 'clear leaves no order behind');
     cache.set('x', 1).set('y', 2);
     assert.deepEqual([...cache.entries()], [['x', 1], ['y', 2]], 'the order starts again after clear');
+  });
+
+  it('keeps the order of use whole when dispose uses the cache during an eviction and a sweep, and moves an expired key set again', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+    const clock = { now: 0 };
+    const calls: string[] = [];
+    const cache: ExpiringCache<string, number> = new ExpiringCache<string, number>({
+      ttl: '1h',
+      max: 3,
+      sweepInterval: 0,
+      now: () => clock.now,
+      dispose: (_value, key, reason) => {
+        calls.push(`${key} ${reason}`);
+        // An evicted entry brings back a key of its own (which evicts the next in line), once;
+        // a swept one deletes another entry.
+        if (key === 'a') cache.set('a2', 2);
+        if (key === 'x') cache.delete('c');
+      },
+    });
+    t.after(() => cache.close());
+    cache.set('a', 1).set('b', 1).set('c', 1, 100).set('d', 1);
+    assert.deepEqual(calls, ['a evict', 'b evict'], 'd evicted a, whose dispose set a2, which evicted b');
+    assert.deepEqual([...cache.keys()], ['c', 'd', 'a2'], 'the order holds each entry once: c, d, then a2 (set from the dispose inside the set of d)');
+    clock.now = 100;
+    cache.set('c', 3);
+    assert.deepEqual(calls.at(-1), 'c expire', 'a set of an expired key reports the expired value');
+    assert.deepEqual([...cache.keys()], ['d', 'a2', 'c'], 'and makes the key the most recently used');
+    cache.set('x', 1, 50);
+    assert.deepEqual(calls.at(-1), 'd evict', 'x evicted d');
+    clock.now = 150;
+    t.mock.timers.tick(150);
+    assert.deepEqual(calls.slice(-2), ['x expire', 'c delete'], "the sweep removed x, whose dispose deleted c");
+    assert.deepEqual([...cache.keys()], ['a2'], 'the order holds what is left, once');
+    cache.set('e', 1).set('f', 1).set('g', 1);
+    assert.deepEqual(calls.at(-1), 'a2 evict', 'eviction goes on from the right entry');
+    assert.deepEqual([...cache.keys()], ['e', 'f', 'g'], 'and the order is whole');
   });
 
   it('keeps the order keys were first set when there is no max', (t) => {
