@@ -38,8 +38,8 @@ export interface ExpiringCacheOptions<K, V> {
   /**
    * The most entries held. Setting a new key beyond it removes the least recently used
    * entry, reported to `dispose` as `'evict'` (or `'expire'` when it had already expired).
-   * A positive integer, or `Infinity` for no bound. Order of use is exact: see
-   * {@link ExpiringCache}.
+   * A positive integer, or `Infinity` for no bound. Order of use is tracked to within an
+   * eighth of it: see {@link ExpiringCache}.
    *
    * @default Infinity
    */
@@ -94,6 +94,8 @@ interface Entry<K, V> {
   size: number;
   /** The owner's note (see {@link ExpiringCache.noteOf}); 0 until set. */
   note: number;
+  /** The cache's `#seq` when the entry last went to the end of the list. */
+  seq: number;
   /** The entry used just before this one (the list's root for the least recently used). */
   prev: Entry<K, V>;
   /** The entry used just after this one (the list's root for the most recently used). */
@@ -101,8 +103,8 @@ interface Entry<K, V> {
 }
 
 /** A new entry, in a list of its own: every entry (the root too) is made here, so all have one shape. */
-function newEntry<K, V>(key: K, value: V, expiresAt: number, ttl: number, size: number): Entry<K, V> {
-  const entry = { key, value, expiresAt, ttl, size, note: 0, prev: undefined, next: undefined } as unknown as Entry<K, V>;
+function newEntry<K, V>(key: K, value: V, expiresAt: number, ttl: number, size: number, seq: number): Entry<K, V> {
+  const entry = { key, value, expiresAt, ttl, size, note: 0, seq, prev: undefined, next: undefined } as unknown as Entry<K, V>;
   entry.prev = entry;
   entry.next = entry;
   return entry;
@@ -167,12 +169,17 @@ function noDefaultTtl(): never {
  *
  * Entries are found by key in one `Map`, and kept in order of use, the least recently used
  * first, in a list that runs through the entries themselves: a use (`get`, `set`, `touch`)
- * moves its entry to the end by relinking two neighbours, exactly, on every use, and allocates
- * nothing. (Reordering the `Map` itself, a delete and a set per use, leaves a deleted slot each
- * time: a key moved over and over makes its own lookups slower and slower, and the tables V8
- * rebuilds to drop those slots outlive the young generation, so the garbage collector copies
- * and promotes them on every read: a third more CPU per read on a server whose sessions take
- * turns.) Without `max` order does not matter and nothing is moved: `get` and `touch` do a
+ * moves its entry to the end by relinking it between new neighbours, which allocates nothing.
+ * (Reordering the `Map` itself, a delete and a set per use, leaves a deleted slot each time: a
+ * key moved over and over makes its own lookups slower and slower, and the tables V8 rebuilds
+ * to drop those slots outlive the young generation, so the garbage collector copies and
+ * promotes them on every read: a third more CPU per read on a server whose sessions take
+ * turns.) Not on every use, though: a relink writes to the entry's old neighbours, which on a
+ * server taking its sessions in turn the CPU's caches no longer hold, so an entry among the last
+ * `max / 8` added or moved stays where it is. Eviction is thus least recently used to within
+ * an eighth of `max`, and exact for a `max` below 16; a cache far larger than what is in use
+ * (`MemoryStorage`'s million) moves nothing. Without `max` order does not matter and nothing is
+ * moved: `get` and `touch` do a
  * lookup and no more, and the order is that in which keys were first set. The entry found last
  * is kept, so that a `touch`, `peek` or `set` of the same key right after a `get` finds it
  * without one.
@@ -199,8 +206,10 @@ export class ExpiringCache<K, V> {
    * (itself when the cache is empty). It holds no key or value of its own.
    */
   readonly #root: Entry<K, V>;
-  /** Whether a use moves its entry to the end (only under a `max`). */
-  readonly #ordered: boolean;
+  /** Counts additions and moves; an entry's `seq` is the count when it last went to the end. */
+  #seq = 0;
+  /** How far from the end an entry must be before a use moves it: see the class notes. */
+  readonly #window: number;
   /** The default ttl in milliseconds; `undefined` when every `set` must give one. */
   readonly #ttl: number | undefined;
   readonly #max: number;
@@ -242,8 +251,8 @@ export class ExpiringCache<K, V> {
       throw new TypeError(`option max is invalid: ${describe(max)} (expected a positive integer or Infinity)`);
     }
     this.#max = max;
-    this.#ordered = max !== Infinity;
-    this.#root = newEntry(undefined as K, undefined as V, Infinity, Infinity, 0);
+    this.#window = max === Infinity ? Infinity : Math.max(1, Math.floor(max / 8));
+    this.#root = newEntry(undefined as K, undefined as V, Infinity, Infinity, 0, 0);
     if (typeof now !== 'function') {
       throw new TypeError(`option now is invalid: ${describe(now)} (expected a function returning milliseconds)`);
     }
@@ -273,7 +282,7 @@ export class ExpiringCache<K, V> {
   get(key: K): V | undefined {
     const entry = this.#live(key, this.#map.get(key));
     if (entry === undefined) return undefined;
-    if (this.#ordered) this.#moveToEnd(entry);
+    if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(entry);
     return entry.value;
   }
 
@@ -316,7 +325,7 @@ export class ExpiringCache<K, V> {
     let expired: V | undefined;
     let hadExpired = false;
     if (entry === undefined) {
-      const created = newEntry(key, value, expiresAt, ms, size);
+      const created = newEntry(key, value, expiresAt, ms, size, ++this.#seq);
       linkBefore(created, this.#root);
       map.set(key, created);
     } else {
@@ -330,7 +339,7 @@ export class ExpiringCache<K, V> {
       entry.expiresAt = expiresAt;
       entry.ttl = ms;
       entry.size = size;
-      if (this.#ordered) this.#moveToEnd(entry);
+      if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(entry);
     }
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
     if (expiresAt < this.#timerAt) this.#schedule(t);
@@ -362,7 +371,7 @@ export class ExpiringCache<K, V> {
     if (ms !== undefined) entry.ttl = ms;
     const expiresAt = t + entry.ttl;
     entry.expiresAt = expiresAt;
-    if (this.#ordered) this.#moveToEnd(entry);
+    if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(entry);
     if (expiresAt < this.#soonest) this.#soonest = expiresAt;
     if (expiresAt < this.#timerAt) this.#schedule(t);
     return true;
@@ -532,10 +541,9 @@ export class ExpiringCache<K, V> {
 
   /** Makes an entry the most recently used. */
   #moveToEnd(entry: Entry<K, V>): void {
-    const root = this.#root;
-    if (root.prev === entry) return;
     unlink(entry);
-    linkBefore(entry, root);
+    linkBefore(entry, this.#root);
+    entry.seq = ++this.#seq;
   }
 
   /** Takes an entry out, then reports it: the cache is consistent when `dispose` runs. */

@@ -539,7 +539,7 @@ export const MUTANTS: readonly Mutant[] = [
   {
     id: 'cache-get-not-moved',
     file: 'lib/cache.ts',
-    find: '    if (this.#ordered) this.#moveToEnd(entry);\n    return entry.value;',
+    find: '    if (this.#seq - entry.seq >= this.#window) this.#moveToEnd(entry);\n    return entry.value;',
     replace: '    return entry.value;',
     tests: ['test/cache.test.ts'],
     why: 'a get does not make its entry recent: a session read on every request is evicted as if unused',
