@@ -179,10 +179,9 @@ function noDefaultTtl(): never {
  * `max / 8` added or moved stays where it is. Eviction is thus least recently used to within
  * an eighth of `max`, and exact for a `max` below 16; a cache far larger than what is in use
  * (`MemoryStorage`'s million) moves nothing. Without `max` order does not matter and nothing is
- * moved: `get` and `touch` do a
- * lookup and no more, and the order is that in which keys were first set. The entry found last
- * is kept, so that a `touch`, `peek` or `set` of the same key right after a `get` finds it
- * without one.
+ * moved: `get` and `touch` do a lookup and no more, and the order is that in which keys were
+ * first set. The entry found last is kept, so that a `touch`, `peek` or `set` of the same key
+ * right after a `get` finds it without one.
  *
  * @example
  * ```ts
@@ -546,11 +545,16 @@ export class ExpiringCache<K, V> {
     entry.seq = ++this.#seq;
   }
 
-  /** Takes an entry out, then reports it: the cache is consistent when `dispose` runs. */
-  #remove(key: K, entry: Entry<K, V>, reason: EvictionReason): void {
+  /** Takes an entry out of the map, the list of use and the memory of the entry last found. */
+  #detach(key: K, entry: Entry<K, V>): void {
     this.#map.delete(key);
     if (entry === this.#last) this.#forget();
     unlink(entry);
+  }
+
+  /** Takes an entry out, then reports it: the cache is consistent when `dispose` runs. */
+  #remove(key: K, entry: Entry<K, V>, reason: EvictionReason): void {
+    this.#detach(key, entry);
     if (this.#map.size === 0) this.#idle();
     this.#dispose?.(entry.value, key, reason);
   }
@@ -620,9 +624,8 @@ export class ExpiringCache<K, V> {
     try {
       for (const [key, entry] of sweep) {
         if (entry.expiresAt <= t) {
-          this.#map.delete(key);
-          if (entry === this.#last) this.#forget();
-          unlink(entry);
+          // Not #remove: an emptied cache must not stop the sweep under way.
+          this.#detach(key, entry);
           this.#dispose?.(entry.value, key, 'expire');
         } else if (entry.expiresAt < this.#sweepSoonest) {
           this.#sweepSoonest = entry.expiresAt;
