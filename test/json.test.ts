@@ -1,7 +1,8 @@
 /** lib/json.ts: session values are JSON values, copied on the way in and out. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_DEPTH, cloneJson, newRecord, setOwn, toJsonValue } from '../lib/json.js';
+import { MAX_DEPTH, cloneJson, entryBytes, newRecord, setOwn, toJsonValue, valueBytes } from '../lib/json.js';
+import type { JsonValue } from '../lib/storage/storage.js';
 
 describe('toJsonValue', () => {
   it('copies JSON values', () => {
@@ -84,5 +85,21 @@ describe('newRecord', () => {
     setOwn(r, 'a', [1, { b: 2 }]);
     const out = toJsonValue(r, 'k');
     assert.deepEqual(out, { a: [1, { b: 2 }] }, 'a record is copied as a plain object, not refused as a class instance');
+  });
+});
+
+describe('valueBytes and entryBytes', () => {
+  const utf8 = (v: unknown): number => Buffer.byteLength(JSON.stringify(v));
+  it("count a number's JSON bytes exactly, without serializing it, on both sides of every power of ten", () => {
+    const numbers: number[] = [0, -0, 0.5, -0.5, 1e-7, 5e-324, 1.5e300, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER, 2 ** 53 + 2, 123456789012345680000, 1e21, -1e21, 1e21 - 65536, 1.0000000000000001e21, 1796090095391];
+    for (let p = 1; p <= 1e22; p *= 10) numbers.push(p, p - 1, p + 1, -p, -(p - 1), p / 3, p + 0.5);
+    for (const n of numbers) assert.equal(valueBytes(n), utf8(n), `valueBytes(${String(n)}) is the length of ${JSON.stringify(n)}`);
+  });
+  it('count every other JSON value, and a key beside it', () => {
+    const values: JsonValue[] = ['', 'plain', 'quote"and\\back', 'é', '😀', '\u0000', '\u2028', true, false, null, [], [1, 'x'], { a: { b: [null] } }];
+    for (const v of values) {
+      assert.equal(valueBytes(v), utf8(v), `valueBytes(${JSON.stringify(v)})`);
+      for (const k of ['k', 'ключ', '"', '\u0000created']) assert.equal(entryBytes(k, v), utf8({ [k]: v }) - 1, `entryBytes(${JSON.stringify(k)}, ${JSON.stringify(v)}) is "key":value and a comma`);
+    }
   });
 });
