@@ -121,28 +121,14 @@ function stringBytes(s: string): number {
   return PLAIN_RE.test(s) ? s.length + 2 : Buffer.byteLength(JSON.stringify(s));
 }
 
-/**
- * The length of a finite number's JSON, which is its `String()`: counted, for an integer below
- * 1e21 (written in plain digits), without making the string. `String()` of a number costs
- * hundreds of ns, and leaves the string in V8's number-string cache, which outlives the young
- * generation: a write of two numbers to MemoryStorage spent a microsecond here.
- */
-function numberBytes(n: number): number {
-  const a = n < 0 ? -n : n;
-  if (a >= 1e21 || !Number.isInteger(a)) return String(n).length;
-  // 1e1 to 1e21 are exact doubles, so each comparison is exact.
-  let digits = 1;
-  for (let p = 10; a >= p; p *= 10) digits++;
-  return n < 0 ? digits + 1 : digits;
-}
-
 /** The UTF-8 bytes of a JSON value's JSON, serializing only objects and arrays. */
 export function valueBytes(value: JsonValue): number {
   switch (typeof value) {
     case 'string':
       return stringBytes(value);
     case 'number':
-      return numberBytes(value);
+      // A finite number's JSON is its String() (JSON values are finite).
+      return String(value).length;
     case 'boolean':
       return value ? 4 : 5;
     default:

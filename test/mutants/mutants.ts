@@ -36,7 +36,6 @@ const FILE_HOSTILE = 'test/storage/file/file-hostile.test.ts';
 const FILE_MUTANTS = 'test/storage/file/mutants-file.test.ts';
 const FILE_WRITES = 'test/storage/file/file-writes.test.ts';
 const CSRF = 'test/csrf.test.ts';
-const JSON_TEST = 'test/json.test.ts';
 
 export const MUTANTS: readonly Mutant[] = [
   // ------------------------------------------------------------------------------------------
@@ -410,25 +409,6 @@ export const MUTANTS: readonly Mutant[] = [
     replace: '  if (key.length !== SECRET_BYTES) return false;',
     tests: [FEATURES, CSRF],
     why: 'a token of the wrong length is unmasked with missing bytes: the bare secret (or a half token) verifies',
-  },
-
-  // ------------------------------------------------------------------------------------------
-  // lib/json.ts: the sizes MemoryStorage keeps without serializing
-  {
-    id: 'json-number-digits-at-power',
-    file: 'lib/json.ts',
-    find: '  for (let p = 10; a >= p; p *= 10) digits++;',
-    replace: '  for (let p = 10; a > p; p *= 10) digits++;',
-    tests: [JSON_TEST, MEMORY_MUTANTS],
-    why: 'a power of ten (10, 1000, a million) is counted a digit short: sessions that hold one are measured a byte small, and one byte over sessionMaxSize is stored',
-  },
-  {
-    id: 'json-number-exponent-counted-as-digits',
-    file: 'lib/json.ts',
-    find: '  if (a >= 1e21 || !Number.isInteger(a)) return String(n).length;',
-    replace: '  if (!Number.isInteger(a)) return String(n).length;',
-    tests: [JSON_TEST],
-    why: 'a number of 1e21 or more, which JSON writes with an exponent ("1e+21"), is counted as 22 digits: its session is measured 17 bytes too large and may be refused below sessionMaxSize',
   },
 
   // ------------------------------------------------------------------------------------------
