@@ -19,8 +19,8 @@
  *   npm run build && npx tsx inproc.ts [--rounds 7] [--requests 20000] [--sessions 2000] [--verbose]
  *
  * Scenarios, as in run.ts: read = GET /get with one of the sessions; write = GET /set with one
- * of them (each write stores a new value, so every one is a real change); new = GET /set
- * without a cookie.
+ * of them (each write stores the time in seconds and a new count, as bench/servers/bare.ts
+ * does under wrk, so every one is a real change); new = GET /set without a cookie.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -134,7 +134,7 @@ let counter = 0;
 
 /** The floor: a Map of sessions on bare node:http, the same routes and answers. */
 function floor(): Listener {
-  const sessions = new Map<string, { n: number }>();
+  const sessions = new Map<string, { time: number; n: number }>();
   return (req, res) => {
     const header = req.headers.cookie;
     let id: string | undefined;
@@ -148,9 +148,10 @@ function floor(): Listener {
     if (req.url === '/set') {
       if (data === undefined) {
         const fresh = randomBytes(32).toString('base64url');
-        sessions.set(fresh, { n: counter++ });
+        sessions.set(fresh, { time: Math.floor(Date.now() / 1000), n: counter++ });
         res.setHeader('Set-Cookie', `sid=${fresh}; Max-Age=86400; Path=/; HttpOnly; SameSite=Lax`);
       } else {
+        data.time = Math.floor(Date.now() / 1000);
         data.n = counter++;
       }
       res.setHeader('Content-Type', 'text/plain; charset=utf-8');
@@ -162,11 +163,14 @@ function floor(): Listener {
   };
 }
 
-/** bare-session with the seed's routes, on `storage`. */
+/**
+ * bare-session with the seed's routes, on `storage`; /set stores what bench/servers/bare.ts
+ * stores under wrk (the time in seconds and a count), as the floor does.
+ */
 function bare(storage: Storage): Listener {
   const s = new Server({ sessionStorage: storage, onError: (e) => console.error(e) });
   s.get('/set', (r) => {
-    r.session.set('n', counter++);
+    r.session.setMap({ time: Math.floor(Date.now() / 1000), n: counter++ });
     r.response.write('ok');
   });
   s.get('/get', (r) => {
