@@ -783,8 +783,9 @@ function fmtRatio(n: number | undefined): string {
   return `${n >= 10 ? n.toFixed(1) : n.toFixed(2)}×`;
 }
 /**
- * A ratio beside the bound it is held to: as {@link fmtRatio}, with a third decimal when two
- * would round it onto the other side of the bound (a miss of 1.4004 is not shown as "1.40× ≤ 1.4×: no").
+ * A ratio beside the bound it is held to: as {@link fmtRatio}, with more decimals (up to six)
+ * while fewer would round it onto the other side of the bound (a miss of 1.4004 is shown as
+ * 1.4004×, not as "1.40× ≤ 1.4×: no").
  */
 function fmtAgainst(n: number, bound: number): string {
   if (!Number.isFinite(n) || n >= 10) return fmtRatio(n);
