@@ -35,7 +35,8 @@ export function generateId(): string {
 export function isValidId(id: string): boolean {
   // The last character of 32 bytes in base64url carries 2 padding bits that must be zero:
   // only A, E, I, M, Q, U, Y, c, g, k, o, s, w, 0, 4, 8 can end an id we issued.
-  return ID_RE.test(id) && LAST_CHARS.has(id.charCodeAt(42));
+  // (A value that is not a string is refused, not converted: ['A'.repeat(43)] would pass.)
+  return typeof id === 'string' && ID_RE.test(id) && LAST_CHARS.has(id.charCodeAt(42));
 }
 
 const LAST_CHARS = new Set([...'AEIMQUYcgkosw048'].map((c) => c.charCodeAt(0)));
