@@ -1082,4 +1082,20 @@ export const MUTANTS: readonly Mutant[] = [
     tests: [CONTRACT, FILE],
     why: 'FileStorage.patch does not delete the removed keys',
   },
+  {
+    id: 'id-converts-non-string',
+    file: 'lib/id.ts',
+    find: "return typeof id === 'string' && ID_RE.test(id)",
+    replace: 'return ID_RE.test(id)',
+    tests: ['test/id.test.ts'],
+    why: "isValidId converts what it is given: ['<id>'] passes the format check, then throws",
+  },
+  {
+    id: 'id-any-last-character',
+    file: 'lib/id.ts',
+    find: ' && LAST_CHARS.has(id.charCodeAt(42));',
+    replace: ';',
+    tests: ['test/id.test.ts'],
+    why: 'an id whose last character carries padding bits (four spellings of the same 32 bytes) is accepted: ids we could not have issued reach the storage',
+  },
 ];
