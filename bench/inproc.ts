@@ -23,16 +23,14 @@
  * does under wrk, so every one is a real change); new = GET /set without a cookie.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics } from 'node:v8';
 import type * as Lib from '../lib/index.js';
+import { type Scenario, type Subject, bare, floor, prepare, request } from './stack.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -52,7 +50,6 @@ const { values: args } = parseArgs({
 // The library as users run it: compiled by tsc into dist/ (`npm run build` first), not through
 // tsx, whose helpers (such as esbuild's __name on every closure) cost a few µs a request.
 const { FileStorage, MemoryStorage, Server } = (await import(args.source === 'lib' ? '../lib/index.js' : '../dist/index.js')) as typeof Lib;
-type Storage = Lib.Storage;
 const ROUNDS = Number(args.rounds);
 const REQUESTS = Number(args.requests);
 const SESSIONS = Number(args.sessions);
@@ -64,149 +61,9 @@ const BATCH = 1000;
 const PROMOTION = 5000;
 const STEP = 100;
 
-/** One end of an in-memory connection: what one end writes, the other reads. */
-class End extends Duplex {
-  peer: End | undefined;
-  readonly remoteAddress = '127.0.0.1';
-  readonly remotePort = 40000;
-  override _read(): void {}
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.peer?.push(chunk);
-    cb();
-  }
-  override _final(cb: () => void): void {
-    this.peer?.push(null);
-    cb();
-  }
-  setTimeout(): this {
-    return this;
-  }
-  setNoDelay(): this {
-    return this;
-  }
-  setKeepAlive(): this {
-    return this;
-  }
-}
-
-type Listener = (req: IncomingMessage, res: ServerResponse) => void;
-
-/** A keep-alive client on an in-memory connection to `listener`: one request at a time. */
-class Client {
-  readonly #end: End;
-  #buf = Buffer.alloc(0);
-  #waiting: ((reply: { head: string; body: string }) => void) | undefined;
-  constructor(listener: Listener) {
-    const server = createServer(listener);
-    const a = new End();
-    const b = new End();
-    a.peer = b;
-    b.peer = a;
-    server.emit('connection', a);
-    this.#end = b;
-    b.on('data', (chunk: Buffer) => {
-      this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
-      this.#parse();
-    });
-  }
-  /** Sends a GET and resolves with the response's head and body. */
-  get(path: string, cookie: string | undefined): Promise<{ head: string; body: string }> {
-    return new Promise((resolve) => {
-      this.#waiting = resolve;
-      this.#end.write(`GET ${path} HTTP/1.1\r\nHost: bench\r\n${cookie === undefined ? '' : `Cookie: ${cookie}\r\n`}\r\n`);
-    });
-  }
-  #parse(): void {
-    const end = this.#buf.indexOf('\r\n\r\n');
-    if (end === -1) return;
-    const head = this.#buf.toString('latin1', 0, end);
-    const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
-    if (this.#buf.length < end + 4 + length) return;
-    const body = this.#buf.toString('utf8', end + 4, end + 4 + length);
-    this.#buf = this.#buf.subarray(end + 4 + length);
-    const w = this.#waiting;
-    this.#waiting = undefined;
-    w?.({ head, body });
-  }
-}
-
-let counter = 0;
-
-/** The floor: a Map of sessions on bare node:http, the same routes and answers. */
-function floor(): Listener {
-  const sessions = new Map<string, { time: number; n: number }>();
-  return (req, res) => {
-    const header = req.headers.cookie;
-    let id: string | undefined;
-    if (header !== undefined) {
-      for (const pair of header.split(';')) {
-        const eq = pair.indexOf('=');
-        if (eq !== -1 && pair.slice(0, eq).trim() === 'sid') id = pair.slice(eq + 1).trim();
-      }
-    }
-    const data = id === undefined ? undefined : sessions.get(id);
-    if (req.url === '/set') {
-      if (data === undefined) {
-        const fresh = randomBytes(32).toString('base64url');
-        sessions.set(fresh, { time: Math.floor(Date.now() / 1000), n: counter++ });
-        res.setHeader('Set-Cookie', `sid=${fresh}; Max-Age=86400; Path=/; HttpOnly; SameSite=Lax`);
-      } else {
-        data.time = Math.floor(Date.now() / 1000);
-        data.n = counter++;
-      }
-      res.setHeader('Content-Type', 'text/plain; charset=utf-8');
-      res.end('ok');
-    } else {
-      res.setHeader('Content-Type', 'application/json; charset=utf-8');
-      res.end(data === undefined ? '{}' : JSON.stringify(data));
-    }
-  };
-}
-
-/**
- * bare-session with the seed's routes, on `storage`; /set stores what bench/servers/bare.ts
- * stores under wrk (the time in seconds and a count), as the floor does.
- */
-function bare(storage: Storage): Listener {
-  const s = new Server({ sessionStorage: storage, onError: (e) => console.error(e) });
-  s.get('/set', (r) => {
-    r.session.setMap({ time: Math.floor(Date.now() / 1000), n: counter++ });
-    r.response.write('ok');
-  });
-  s.get('/get', (r) => {
-    r.response.write(r.session.data());
-  });
-  return s.handler;
-}
-
-/** A subject ready to measure. */
-interface Subject {
-  readonly name: string;
-  readonly client: Client;
-  readonly cookies: string[];
-}
-
-async function prepare(name: string, listener: Listener): Promise<Subject> {
-  const client = new Client(listener);
-  const cookies: string[] = [];
-  for (let i = 0; i < SESSIONS; i++) {
-    const { head } = await client.get('/set', undefined);
-    const cookie = /set-cookie: ([^;\r\n]+)/i.exec(head)?.[1];
-    if (cookie === undefined) throw new Error(`${name}: no cookie`);
-    cookies.push(cookie);
-  }
-  return { name, client, cookies };
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] as number;
-}
-
-/** One request of `scenario` on `subject`, its `i`th. */
-function request(subject: Subject, scenario: Scenario, i: number): Promise<unknown> {
-  const n = subject.cookies.length;
-  return subject.client.get(scenario === 'read' ? '/get' : '/set', scenario === 'new' ? undefined : subject.cookies[(i * 7919) % n]);
 }
 
 /** CPU µs per request of `count` requests of `scenario` on `subject`, from its `from`th on. */
@@ -217,7 +74,6 @@ async function batch(subject: Subject, scenario: Scenario, from: number, count: 
   return (used.user + used.system) / count;
 }
 
-type Scenario = 'read' | 'write' | 'new';
 /** What one process measured: the medians of its batches, and the old generation's growth. */
 interface Measured {
   readonly floor: number;
@@ -271,8 +127,8 @@ async function child(name: string, scenario: Scenario): Promise<Measured> {
   try {
     // Each as it ships: FileStorage keeps at most 10,000 sessions in memory, every one of the 2,000 here.
     const storage = name === 'MemoryStorage' ? new MemoryStorage() : new FileStorage({ path: join(dir, 'sessions') });
-    const base = await prepare('floor', floor());
-    const subject = await prepare(name, bare(storage));
+    const base = await prepare('floor', floor(), SESSIONS);
+    const subject = await prepare(name, bare(Server, storage), SESSIONS);
     for (const x of [base, subject]) for (let i = 0; i < WARMUP; i++) await request(x, scenario, i);
     const floors: number[] = [];
     const subjects: number[] = [];
