@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics } from 'node:v8';
 import type * as Lib from '../lib/index.js';
-import { type Scenario, type Subject, bare, floor, prepare, request } from './stack.js';
+import { type Scenario, type Subject, WARMUP, bare, floor, prepare, request } from './stack.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -53,8 +53,6 @@ const { FileStorage, MemoryStorage, Server } = (await import(args.source === 'li
 const ROUNDS = Number(args.rounds);
 const REQUESTS = Number(args.requests);
 const SESSIONS = Number(args.sessions);
-/** Requests before the measurement, so that the JIT has compiled what it will. */
-const WARMUP = 10_000;
 /** Requests in a turn: short enough that the machine's speed barely changes within a pair of turns. */
 const BATCH = 1000;
 /** Requests of each alone for the old generation's growth, and how often its size is read meanwhile. */

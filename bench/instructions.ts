@@ -1,13 +1,14 @@
 /**
  * The deterministic benchmark: what a request costs the CPU, counted by valgrind's callgrind
- * rather than timed, so that two runs of the same code agree to within 1 % whatever else the
- * machine is doing (timed measurements here swing by tens of percent between rounds). The same
+ * rather than timed, so that a subject's count moves by about 1 % from one run of the same code
+ * to the next whatever else the machine is doing, its ratio to the floor by one or two
+ * hundredths (timed measurements here swing by tens of percent between rounds). The same
  * in-memory `node:http` stack as inproc.ts (stack.ts), one subject and scenario per process:
  * sessions made, 10 000 requests to warm the JIT up, then the counted requests, between two
  * calls of `process.cpuUsage()` (callgrind dumps its counts at each, `--dump-before=uv_getrusage`).
  * Node runs with `--single-threaded`: V8 compiles and collects garbage on the main thread, the
  * only one counted, rather than on helper threads whose timing no two runs share (with them,
- * two runs of the same code differed by 3 %; without, by well under 1 %).
+ * two runs of the same code differed by 3 %; without, by about 1 %).
  *
  * Per request, for the floor (a `Map` of sessions on bare `node:http`) and each subject:
  * - instructions executed;
@@ -18,9 +19,9 @@
  *
  * Neither is the time a request takes under load (bench:wrk): the kernel's and the load
  * generator's work is not here, nor the machine's real caches. It is the library's own work,
- * counted, so that a change of a few hundred cycles (a tenth of a µs) shows from one run to
- * the next, and `--profile` says where the difference to the floor is: each
- * function's own estimated cycles (JavaScript named through `--perf-basic-prof`'s map) against
+ * counted, so that a change of a few thousand cycles (about a µs; a request of the floor is
+ * some 110,000) shows from one run to the next, and `--profile` says where the difference to
+ * the floor is: each function's own estimated cycles (JavaScript named through `--perf-basic-prof`'s map) against
  * the floor's.
  *
  *   npm run bench:instructions [-- --only 'MemoryStorage write'] [--requests 2000] [--profile] [--top 40] [--no-write]
@@ -38,7 +39,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import type * as Lib from '../lib/index.js';
 import { putSection } from './sections.js';
-import { type Listener, type Scenario, bare, floor, prepare, request } from './stack.js';
+import { type Listener, type Scenario, WARMUP, bare, floor, prepare, request } from './stack.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -55,8 +56,6 @@ const { values: args } = parseArgs({
 });
 const REQUESTS = Number(args.requests);
 const SESSIONS = Number(args.sessions);
-/** Requests before the count, as in inproc.ts: the JIT has compiled what it will. */
-const WARMUP = 10_000;
 const SUBJECTS = ['floor', 'MemoryStorage', 'FileStorage'] as const;
 /** New sessions are left to the timed benchmarks (see the section this script writes). */
 const SCENARIOS: readonly Scenario[] = ['read', 'write'];
@@ -205,18 +204,23 @@ function selfCosts(text: string, perfMap: string): Map<string, number> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync('/usr/bin/valgrind') && !process.env['PATH']?.split(':').some((d) => existsSync(join(d, 'valgrind')))) {
+  if (!(process.env['PATH'] ?? '').split(':').some((d) => d !== '' && existsSync(join(d, 'valgrind')))) {
     console.error('instructions.ts needs valgrind: apt-get install valgrind');
     process.exit(2);
   }
+  // --only 'MemoryStorage write': that subject and scenario, and the floor's same scenario.
+  const [onlyName, onlyScenario] = args.only?.split(' ') ?? [];
   const jobs: { name: string; scenario: Scenario }[] = [];
   for (const scenario of SCENARIOS) {
     for (const name of SUBJECTS) {
       if (name === 'FileStorage' && scenario !== 'read') continue; // disk-bound, as in run.ts and inproc.ts
-      if (args.only !== undefined && name !== 'floor' && `${name} ${scenario}` !== args.only) continue;
-      if (args.only !== undefined && name === 'floor' && !args.only.endsWith(` ${scenario}`)) continue;
+      if (args.only !== undefined && (scenario !== onlyScenario || (name !== 'floor' && name !== onlyName))) continue;
       jobs.push({ name, scenario });
     }
+  }
+  if (!jobs.some((job) => job.name !== 'floor')) {
+    console.error(`--only ${JSON.stringify(args.only)} names no subject and scenario counted here: one of ${SUBJECTS.slice(1).flatMap((n) => SCENARIOS.filter((sc) => n !== 'FileStorage' || sc === 'read').map((sc) => `'${n} ${sc}'`)).join(', ')}`);
+    process.exit(2);
   }
   // Two at a time: the counts do not depend on what else runs.
   const results = new Map<string, Counted>();
@@ -233,7 +237,7 @@ async function main(): Promise<void> {
     '',
     `Written by \`npm run bench:instructions\` (bench/instructions.ts) on ${new Date().toISOString()}, Node ${process.version}: per request, counted by valgrind's callgrind over ${REQUESTS} requests after ${WARMUP} to warm up, Node with \`--single-threaded\` (V8 compiles and collects on the main thread, the one counted); the in-memory \`node:http\` stack of bench/stack.ts (as bench/inproc.ts), no kernel and no load generator.`,
     '',
-    '- Instructions: what the CPU executed. Estimated cycles: instructions + 10 per first-level cache miss + 100 per last-level miss + 15 per mispredicted branch, from callgrind\'s simulation of the caches and branch predictors. The same weights for the floor and the subjects; two runs agree to about 1 %',
+    '- Instructions: what the CPU executed. Estimated cycles: instructions + 10 per first-level cache miss + 100 per last-level miss + 15 per mispredicted branch, from callgrind\'s simulation of the caches and branch predictors. The same weights for the floor and the subjects; a subject\'s count moves by about 1 % from run to run, its ratio to the floor by one or two hundredths',
     '- Counted, not timed: the machine\'s load does not change them. They are the library\'s own work against the floor\'s; under wrk the kernel\'s and the real caches\' costs come on top (see "Why some targets are not met")',
     '- The library\'s clock moves 0.1 ms a request (see instructions.ts), so that cookie refreshes and sweeps fall as often as under a real load',
     '- Reads and writes only. New sessions grow the heap, and the count of 2,000 of them is decided by whether V8 marks the heap for a full collection among them (it did for MemoryStorage: 1.87× the floor\'s cycles, three quarters of the extra in marking; and did for both after a collection forced before the count: 1.75×); the timed benchmarks, over seconds of them, measure new sessions',

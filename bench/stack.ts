@@ -9,6 +9,9 @@ import { type IncomingMessage, type ServerResponse, createServer } from 'node:ht
 import { Duplex } from 'node:stream';
 import type * as Lib from '../lib/index.js';
 
+/** Requests before a measurement or a count, so that the JIT has compiled what it will. */
+export const WARMUP = 10_000;
+
 /** What a benchmark measures: read = GET /get with a session; write = GET /set with one; new = GET /set without a cookie. */
 export type Scenario = 'read' | 'write' | 'new';
 
@@ -153,4 +156,3 @@ export function request(subject: Subject, scenario: Scenario, i: number): Promis
   const n = subject.cookies.length;
   return subject.client.get(scenario === 'read' ? '/get' : '/set', scenario === 'new' ? undefined : subject.cookies[(i * 7919) % n]);
 }
-
